@@ -1,0 +1,251 @@
+"""Typed params: one frozen dataclass per params.yaml section, validated before any work.
+
+`load_params("extract")` reads params.yaml, checks every key of that section against the
+dataclass (unknown keys, wrong types, out-of-range values) and returns the frozen config.
+Any problem raises `ConfigError` with one line naming the key and what is allowed.
+Defaults are the paper's values where the paper fixes one (the section is cited).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from glg.errors import ConfigError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    videos: str = "data/synthetic"  # folder of <identity>/<clip>.mp4 or <identity>/<yt_id>/<clip>.mp4
+
+    def check(self) -> None:
+        _require(bool(self.videos.strip()), "data.videos", "a non-empty path", self.videos)
+
+
+@dataclass(frozen=True)
+class SynthesizeConfig:
+    identities: int = 6  # demo identities, each a deformed public-domain portrait
+    clips_per_identity: int = 3  # clips per identity
+    seconds: float = 3.0  # length of one clip, s
+    fps: int = 25  # frames per second, as VoxCeleb1
+    size: int = 256  # frame side, px, as VoxCeleb1 and CelebV
+
+    def check(self) -> None:
+        _require(self.identities >= 1, "synthesize.identities", "an integer >= 1", self.identities)
+        _require(self.clips_per_identity >= 1, "synthesize.clips_per_identity", "an integer >= 1",
+                 self.clips_per_identity)
+        _require(self.seconds > 0, "synthesize.seconds", "a positive number", self.seconds)
+        _require(self.fps >= 1, "synthesize.fps", "an integer >= 1", self.fps)
+        _require(self.size >= 64 and self.size % 2 == 0, "synthesize.size",
+                 "an even integer >= 64", self.size)
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    size: int = 256  # side of the stored square crop, px (VoxCeleb1/CelebV come at 256)
+    fps: float = 25.0  # target sampling rate, frames/s; a slower source keeps its own rate
+    max_frames: int = 250  # frames kept per clip at most
+    crop: Literal["smoothed", "fixed", "per_frame"] = "smoothed"  # crop-box policy over time
+    crop_scale: float = 1.8  # crop side relative to the detected face box side
+    smoothing: float = 0.8  # exponential smoothing of the crop box, 0 = none (policy "smoothed")
+    detect_every: int = 5  # run the face detector on every n-th sampled frame, interpolate between
+    workers: int = 2  # processes decoding clips in parallel
+    jpeg_quality: int = 95  # quality of the stored JPEG frames
+
+    def check(self) -> None:
+        _require(self.size > 0 and self.size % 2 == 0, "extract.size",
+                 "a positive multiple of 2", self.size)
+        _require(self.fps > 0, "extract.fps", "a positive number", self.fps)
+        _require(self.max_frames >= 1, "extract.max_frames", "an integer >= 1", self.max_frames)
+        _require(self.crop_scale >= 1.0, "extract.crop_scale", "a number >= 1", self.crop_scale)
+        _require(0.0 <= self.smoothing < 1.0, "extract.smoothing", "a number in [0, 1)",
+                 self.smoothing)
+        _require(self.detect_every >= 1, "extract.detect_every", "an integer >= 1",
+                 self.detect_every)
+        _require(self.workers >= 1, "extract.workers", "an integer >= 1", self.workers)
+        _require(1 <= self.jpeg_quality <= 100, "extract.jpeg_quality", "an integer in [1, 100]",
+                 self.jpeg_quality)
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    backend: Literal["dlib", "pyfeat"] = "dlib"  # dlib works offline; pyfeat needs its weights
+    redetect_every: int = 10  # frames between forced re-detections while tracking
+    workers: int = 2  # processes annotating clips in parallel
+
+    def check(self) -> None:
+        _require(self.redetect_every >= 1, "annotate.redetect_every", "an integer >= 1",
+                 self.redetect_every)
+        _require(self.workers >= 1, "annotate.workers", "an integer >= 1", self.workers)
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    size: int = 224  # network input side, px (Sec III-A: 224x224 images)
+    test_clips: int = 100  # clips held out for self-reenactment (Sec IV-A: 100 VoxCeleb1 videos)
+    unseen_identities: int = 1  # identities held out for the unseen-identity scenario
+    known_holdout: float = 0.2  # fraction of each training clip's frames held out (known identity)
+    self_pairs: int = 2083  # self-reenactment evaluation pairs (Sec IV-A)
+    cross_pairs: int = 2083  # cross-identity evaluation pairs, unseen identities
+    known_pairs: int = 2000  # known-identity pairs per person (Sec IV-A, CelebV)
+    min_frames: int = 2  # usable frames an identity needs to take part in a split
+
+    def check(self) -> None:
+        _require(self.size >= 32 and self.size % 2 == 0, "prepare.size", "an even integer >= 32",
+                 self.size)
+        for key in ("test_clips", "unseen_identities", "self_pairs", "cross_pairs", "known_pairs"):
+            _require(getattr(self, key) >= 0, f"prepare.{key}", "an integer >= 0",
+                     getattr(self, key))
+        _require(0.0 < self.known_holdout < 1.0, "prepare.known_holdout", "a number in (0, 1)",
+                 self.known_holdout)
+        _require(self.min_frames >= 2, "prepare.min_frames", "an integer >= 2", self.min_frames)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: Literal["vit", "resnet"] = "vit"  # flow estimator trunk (Sec III-A, Table I)
+    landmarks: Literal["driving", "lst", "lgan"] = "lst"  # driving landmarks as-is, Eq. 3, or LGAN
+    style: bool = True  # style transfer branch (Sec III-C-1)
+    flow: bool = True  # optical-flow warping; false gives Table V's "Style" baseline
+
+    def check(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    l1: float = 20.0  # image L1 weight (Sec III-D)
+    parts: float = 5.0  # reenacted-part L1 weight (Sec III-D)
+    adversarial: float = 1.0  # DCGAN loss weight (Sec III-D)
+    feature_matching: float = 1.0  # discriminator feature matching weight (Sec III-D)
+    perceptual: float = 10.0  # VGG19 perceptual weight (Sec III-D)
+
+    def check(self) -> None:
+        for f in dataclasses.fields(self):
+            _require(getattr(self, f.name) >= 0, f"loss.{f.name}", "a number >= 0",
+                     getattr(self, f.name))
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole params.yaml: top-level seed plus one config per section."""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+SECTIONS: dict[str, type] = {
+    name: cls for name, cls in typing.get_type_hints(Params).items() if name != "seed"
+}
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_params(section: str | None = None, path: str | Path = PARAMS_FILE) -> Any:
+    """Read and validate params.yaml; the whole `Params`, one section's config, or `"seed"`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    params = parse_params(raw)
+    if section is None:
+        return params
+    if section != "seed" and section not in SECTIONS:
+        raise ConfigError(f"unknown params section {section!r}; allowed: {', '.join(SECTIONS)}")
+    return getattr(params, section)
+
+
+def parse_params(raw: dict) -> Params:
+    """Validate a params mapping (as read from YAML) into `Params`; missing keys take defaults."""
+    unknown = sorted(set(raw) - set(SECTIONS) - {"seed"})
+    if unknown:
+        raise ConfigError(f"unknown params key {unknown[0]!r}; allowed: seed, {', '.join(SECTIONS)}")
+    seed = _coerce("seed", raw.get("seed", 0), int)
+    _require(seed >= 0, "seed", "an integer >= 0", seed)
+    sections = {name: parse_section(name, raw.get(name) or {}) for name in SECTIONS}
+    return Params(seed=seed, **sections)
+
+
+def parse_section(name: str, raw: Any) -> Any:
+    """Validate one section's mapping into its frozen dataclass."""
+    cls = SECTIONS[name]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name} must be a mapping of keys, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in raw.items():
+        if key not in allowed:
+            raise ConfigError(f"unknown params key {name}.{key}; allowed: {', '.join(allowed)}")
+        values[key] = _coerce(f"{name}.{key}", value, hints[key])
+    config = cls(**values)
+    config.check()
+    return config
+
+
+def to_dict(config: Any) -> dict:
+    """A config as plain data, for checkpoints and results."""
+    return dataclasses.asdict(config)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _require(ok: bool, key: str, allowed: str, got: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {allowed}, got {got!r}")
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check one YAML value against its annotation; ints are accepted where floats are."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        _require(value in choices, key, "one of " + ", ".join(map(str, choices)), value)
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(key, value, args[0])
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        _require(isinstance(value, list), key, "a list", value)
+        return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
+    if hint is bool:
+        _require(isinstance(value, bool), key, "true or false", value)
+        return value
+    if hint is int:
+        _require(isinstance(value, int) and not isinstance(value, bool), key, "an integer", value)
+        return value
+    if hint is float:
+        _require(isinstance(value, (int, float)) and not isinstance(value, bool), key, "a number",
+                 value)
+        return float(value)
+    if hint is str:
+        _require(isinstance(value, str), key, "a string", value)
+        return value
+    raise TypeError(f"{key}: unsupported annotation {hint!r}")

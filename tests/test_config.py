@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from glg.config import ConfigError, Params, load_params, parse_params, to_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_params_are_valid_and_complete():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = load_params(path=ROOT / "params.yaml")
+    for section, values in raw.items():
+        if isinstance(values, dict):
+            assert set(values) == set(to_dict(getattr(params, section))), section
+
+
+def test_defaults_are_the_papers():
+    params = Params()
+    assert (params.loss.l1, params.loss.parts, params.loss.perceptual) == (20.0, 5.0, 10.0)
+    assert params.prepare.size == 224
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"extract": {"size": -3}}, "extract.size must be a positive multiple of 2, got -3"),
+        ({"extract": {"size": 255}}, "extract.size must be a positive multiple of 2, got 255"),
+        ({"extract": {"sise": 256}}, "unknown params key extract.sise; allowed: size,"),
+        ({"extrakt": {}}, "unknown params key 'extrakt'"),
+        ({"model": {"backbone": "vgg"}}, "model.backbone must be one of vit, resnet, got 'vgg'"),
+        ({"model": {"style": "yes"}}, "model.style must be true or false, got 'yes'"),
+        ({"extract": {"fps": "fast"}}, "extract.fps must be a number, got 'fast'"),
+        ({"extract": {"workers": 1.5}}, "extract.workers must be an integer, got 1.5"),
+        ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+        ({"extract": [1, 2]}, "extract must be a mapping of keys, got list"),
+    ],
+)
+def test_bad_values_name_the_key(raw, message):
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_ints_are_accepted_as_floats():
+    assert parse_params({"extract": {"fps": 30}}).extract.fps == 30.0
+
+
+def test_load_one_section(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 3\nextract:\n  size: 128\n")
+    assert load_params("extract", path).size == 128
+    assert load_params("seed", path) == 3
+    with pytest.raises(ConfigError, match="unknown params section"):
+        load_params("nope", path)
+
+
+def test_broken_yaml_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("extract: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(path=path)
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_params(path=tmp_path / "missing.yaml")
