@@ -129,3 +129,26 @@ def interocular(landmarks: np.ndarray) -> np.ndarray:
     """Distance between the eye centres, (...,): the face-size unit of NME and the AU rules."""
     right, left = eye_centres(landmarks)
     return np.linalg.norm(left - right, axis=-1)
+
+
+def rotation_matrix(pitch: float, yaw: float, roll: float) -> np.ndarray:
+    """(3, 3) head rotation R = Rz(roll) Ry(yaw) Rx(pitch) from angles in degrees.
+
+    In MEAN_FACE_3D's frame (x image right, y down, z toward the camera): yaw > 0 moves the nose
+    toward the image right, pitch > 0 moves it up, roll > 0 turns the eye line clockwise in the
+    image. Every pose in glg (ground truth, annotations, conditioning) uses this convention.
+    """
+    a, b, c = np.radians([pitch, yaw, roll])
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def pose_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
+    """(pitch, yaw, roll) in degrees of a rotation built as in `rotation_matrix`."""
+    r = np.asarray(rotation, dtype=np.float64)
+    yaw = np.arcsin(np.clip(-r[2, 0], -1.0, 1.0))
+    pitch = np.arctan2(r[2, 1], r[2, 2])
+    roll = np.arctan2(r[1, 0], r[0, 0])
+    return tuple(float(v) for v in np.degrees([pitch, yaw, roll]))
