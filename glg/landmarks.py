@@ -31,6 +31,10 @@ INNER_LIPS = range(60, 68)  # closed contour
 NOSE = range(27, 36)
 MOUTH = range(48, 68)
 
+# The four individually re-enacted parts (Sec III-B), in the order every tensor uses.
+PART_NAMES = ("left_eye", "right_eye", "nose", "mouth")
+PART_POINTS = {"left_eye": LEFT_EYE, "right_eye": RIGHT_EYE, "nose": NOSE, "mouth": MOUTH}
+
 # OpenFace's mean 3D face of the 68 points (its "wild" PDM, the model the paper's head pose
 # came from, Sec IV-A), in mm-like units: x to the image right, y down, z toward the camera.
 MEAN_FACE_3D = np.array(
