@@ -40,6 +40,7 @@ class SynthesizeConfig:
     seconds: float = 3.0  # length of one clip, s
     fps: int = 25  # frames per second, as VoxCeleb1
     size: int = 256  # frame side, px, as VoxCeleb1 and CelebV
+    workers: int = 2  # processes rendering clips in parallel; the output does not depend on it
 
     def check(self) -> None:
         _require(self.identities >= 1, "synthesize.identities", "an integer >= 1", self.identities)
@@ -49,6 +50,7 @@ class SynthesizeConfig:
         _require(self.fps >= 1, "synthesize.fps", "an integer >= 1", self.fps)
         _require(self.size >= 64 and self.size % 2 == 0, "synthesize.size",
                  "an even integer >= 64", self.size)
+        _require(self.workers >= 1, "synthesize.workers", "an integer >= 1", self.workers)
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,12 @@ class ExtractConfig:
     max_frames: int = 250  # frames kept per clip at most
     crop: Literal["smoothed", "fixed", "per_frame"] = "smoothed"  # crop-box policy over time
     crop_scale: float = 1.8  # crop side relative to the detected face box side
-    smoothing: float = 0.8  # exponential smoothing of the crop box, 0 = none (policy "smoothed")
-    detect_every: int = 5  # run the face detector on every n-th sampled frame, interpolate between
+    smoothing: float = 0.8  # per-frame decay of the centred exponential box smoothing, 0 = none
+    detect_every: int = 10  # run the face detector on every n-th sampled frame, interpolate between
+    detect_size: int = 256  # longer side the frame is shrunk to for the face detector, px
     workers: int = 2  # processes decoding clips in parallel
     jpeg_quality: int = 95  # quality of the stored JPEG frames
+    shard_mb: float = 256.0  # a frame shard is closed once it holds this much JPEG data, MiB
 
     def check(self) -> None:
         _require(self.size > 0 and self.size % 2 == 0, "extract.size",
@@ -73,9 +77,12 @@ class ExtractConfig:
                  self.smoothing)
         _require(self.detect_every >= 1, "extract.detect_every", "an integer >= 1",
                  self.detect_every)
+        _require(self.detect_size >= 80, "extract.detect_size",
+                 "an integer >= 80 (dlib's smallest face)", self.detect_size)
         _require(self.workers >= 1, "extract.workers", "an integer >= 1", self.workers)
         _require(1 <= self.jpeg_quality <= 100, "extract.jpeg_quality", "an integer in [1, 100]",
                  self.jpeg_quality)
+        _require(self.shard_mb > 0, "extract.shard_mb", "a positive number", self.shard_mb)
 
 
 @dataclass(frozen=True)
@@ -83,33 +90,46 @@ class AnnotateConfig:
     backend: Literal["dlib", "pyfeat"] = "dlib"  # dlib works offline; pyfeat needs its weights
     redetect_every: int = 10  # frames between forced re-detections while tracking
     workers: int = 2  # processes annotating clips in parallel
+    shard_rows: int = 50000  # rows per output Parquet shard (about 60 MB in memory)
 
     def check(self) -> None:
         _require(self.redetect_every >= 1, "annotate.redetect_every", "an integer >= 1",
                  self.redetect_every)
         _require(self.workers >= 1, "annotate.workers", "an integer >= 1", self.workers)
+        _require(self.shard_rows >= 1, "annotate.shard_rows", "an integer >= 1", self.shard_rows)
 
 
 @dataclass(frozen=True)
 class PrepareConfig:
     size: int = 224  # network input side, px (Sec III-A: 224x224 images)
-    test_clips: int = 100  # clips held out for self-reenactment (Sec IV-A: 100 VoxCeleb1 videos)
-    unseen_identities: int = 1  # identities held out for the unseen-identity scenario
-    known_holdout: float = 0.2  # fraction of each training clip's frames held out (known identity)
-    self_pairs: int = 2083  # self-reenactment evaluation pairs (Sec IV-A)
-    cross_pairs: int = 2083  # cross-identity evaluation pairs, unseen identities
-    known_pairs: int = 2000  # known-identity pairs per person (Sec IV-A, CelebV)
-    min_frames: int = 2  # usable frames an identity needs to take part in a split
+    unseen_identities: int = 5  # identities never trained on (Sec IV-A: CelebV's five people)
+    test_clips: int = 100  # self-reenactment test clips, unseen identities' first (Sec IV-A: 100)
+    known_identities: int = 5  # known people scored in the known-identity scenario (Sec IV-A: 5)
+    known_holdout: float = 0.2  # fraction of each training clip held out at its end (our choice)
+    self_pairs: int = 2083  # self-reenactment pairs in all, two frames of one clip (Sec IV-A)
+    unseen_pairs: int = 2000  # unseen-identity pairs per unseen person (Sec IV-A: 2,000 each)
+    known_pairs: int = 2000  # known-identity pairs per known person (Sec IV-A: 2,000 each)
+    min_frames: int = 2  # usable frames a clip needs: a training pair is two of its frames (Sec II)
+    part_margin: float = 0.5  # crop side = average box side + margin x its longer side (our choice)
+    part_multiple: int = 8  # part crop sides rounded up to a multiple of this, px (our choice)
+    shard_frames: int = 4096  # frames per memory-mapped shard (4096 x 224 x 224 x 3 B = 0.6 GB)
 
     def check(self) -> None:
         _require(self.size >= 32 and self.size % 2 == 0, "prepare.size", "an even integer >= 32",
                  self.size)
-        for key in ("test_clips", "unseen_identities", "self_pairs", "cross_pairs", "known_pairs"):
+        for key in ("unseen_identities", "test_clips", "known_identities", "self_pairs",
+                    "unseen_pairs", "known_pairs"):
             _require(getattr(self, key) >= 0, f"prepare.{key}", "an integer >= 0",
                      getattr(self, key))
         _require(0.0 < self.known_holdout < 1.0, "prepare.known_holdout", "a number in (0, 1)",
                  self.known_holdout)
         _require(self.min_frames >= 2, "prepare.min_frames", "an integer >= 2", self.min_frames)
+        _require(0.0 <= self.part_margin <= 4.0, "prepare.part_margin", "a number in [0, 4]",
+                 self.part_margin)
+        _require(self.part_multiple >= 1, "prepare.part_multiple", "an integer >= 1",
+                 self.part_multiple)
+        _require(self.shard_frames >= 1, "prepare.shard_frames", "an integer >= 1",
+                 self.shard_frames)
 
 
 @dataclass(frozen=True)
@@ -118,9 +138,42 @@ class ModelConfig:
     landmarks: Literal["driving", "lst", "lgan"] = "lst"  # driving landmarks as-is, Eq. 3, or LGAN
     style: bool = True  # style transfer branch (Sec III-C-1)
     flow: bool = True  # optical-flow warping; false gives Table V's "Style" baseline
+    resnet_weights: Literal["none", "imagenet"] = "none"  # ResNet-34 init; the paper is silent
+    vit_patch_input: Literal["luma", "rgb"] = "luma"  # patch = 196 = 14x14x1 values (thesis 3.1)
+    vit_patch: int = 14  # patch side, px (Sec III-A: 256 patches of 14x14 in 224x224)
+    vit_layers: int = 3  # transformer layers (Sec III-A, IV-B)
+    vit_dim: int = 768  # token width d = d_q = d_k = d_v (Sec III-A, Eq. 1-2)
+    vit_heads: int = 1  # attention heads; Eq. 1-2 write one head with d_k = 768
+    vit_mlp: int = 3072  # hidden width of each block's MLP; not given, ViT-Base's 4 x 768
+    flow_code: int = 128  # width each flow token is compressed to (Sec III-A: 2x768 -> 2x128)
+    flow_hidden: int = 512  # hidden width of the MLP 512 -> 6272; figure lost, chosen
+    flow_channels: int = 128  # channels of the 7x7 map f (Sec III-A: 6272 = 128 x 7 x 7)
+    part_channels: int = 32  # first conv width of each part network; figure lost, chosen
+    part_levels: int = 3  # conv + max-pool levels of each part network; figure lost, chosen
+    generator_channels: int = 64  # first conv width of the generator, r has 4x; figure lost
+    generator_blocks: int = 3  # intermediate convs at 58x58 (Sec III-C); figure lost, chosen
+    style_dim: int = 512  # width of the style code w from the heatmap (StyleGAN2's 512)
+    discriminator_channels: int = 64  # first layer width of the patch discriminator (pix2pix)
+    discriminator_layers: int = 3  # stride-2 layers of the patch discriminator (70x70 PatchGAN)
+    # LGAN ID_s: a learned embedding per identity (Eq. 3.4) or a face-recognition one (thesis 5.2)
+    identity_input: Literal["embedding", "face_recognition"] = "embedding"
+    lgan_identity_dim: int = 64  # identity embedding width of the LGAN; figure lost, chosen
+    lgan_au_dim: int = 64  # AU embedding width, summed over present AUs (Eq. 3.4); chosen
+    lgan_noise_dim: int = 16  # noise input width of the LGAN generator; chosen
+    lgan_hidden: int = 256  # hidden width of the LGAN MLPs; figure lost, chosen
 
     def check(self) -> None:
-        pass
+        _require(self.flow or self.style, "model.style",
+                 "true when model.flow is false (Table V's Style baseline)", self.style)
+        for key in ("vit_patch", "vit_layers", "vit_dim", "vit_heads", "vit_mlp", "flow_code",
+                    "flow_hidden", "flow_channels", "part_channels", "part_levels",
+                    "generator_channels", "generator_blocks", "style_dim",
+                    "discriminator_channels", "discriminator_layers", "lgan_identity_dim",
+                    "lgan_au_dim", "lgan_noise_dim", "lgan_hidden"):
+            _require(getattr(self, key) >= 1, f"model.{key}", "an integer >= 1",
+                     getattr(self, key))
+        _require(self.vit_dim % self.vit_heads == 0, "model.vit_heads",
+                 f"a divisor of model.vit_dim ({self.vit_dim})", self.vit_heads)
 
 
 @dataclass(frozen=True)
@@ -130,11 +183,14 @@ class LossConfig:
     adversarial: float = 1.0  # DCGAN loss weight (Sec III-D)
     feature_matching: float = 1.0  # discriminator feature matching weight (Sec III-D)
     perceptual: float = 10.0  # VGG19 perceptual weight (Sec III-D)
+    landmarks: float = 1.0  # ViT auxiliary landmark regression (Sec III-A); weight not given, chosen
+    vgg_weights: Literal["imagenet", "random"] = "imagenet"  # Sec III-D; random if offline, warned
 
     def check(self) -> None:
         for f in dataclasses.fields(self):
-            _require(getattr(self, f.name) >= 0, f"loss.{f.name}", "a number >= 0",
-                     getattr(self, f.name))
+            if f.name != "vgg_weights":
+                _require(getattr(self, f.name) >= 0, f"loss.{f.name}", "a number >= 0",
+                         getattr(self, f.name))
 
 
 @dataclass(frozen=True)

@@ -156,3 +156,152 @@ def pose_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
     pitch = np.arctan2(r[2, 1], r[2, 2])
     roll = np.arctan2(r[1, 0], r[0, 0])
     return tuple(float(v) for v in np.degrees([pitch, yaw, roll]))
+
+
+# --- B-spline landmark heatmaps (Sec III-B) ------------------------------------------------
+
+# The curves of the heatmap: each part's points joined by one B-spline, closed for eyes and lips
+# (Sec III-B: "the outlines of the face, eyes, eye brows, nose and mouth").
+HEATMAP_CURVES: tuple[tuple[range, bool], ...] = (
+    (JAW, False), (RIGHT_BROW, False), (LEFT_BROW, False), (NOSE_BRIDGE, False),
+    (NOSTRILS, False), (RIGHT_EYE, True), (LEFT_EYE, True), (OUTER_LIPS, True), (INNER_LIPS, True),
+)
+SPLINE_SAMPLES = 8  # curve points drawn per landmark-to-landmark segment (our choice)
+_SUBPIXEL_BITS = 4  # cv2 fixed-point bits: curves are drawn at 1/16 px precision
+
+
+def _spline_basis(points: int, closed: bool) -> np.ndarray:
+    """(M, points) matrix taking a part's landmarks to its densely sampled interpolating B-spline.
+
+    The spline is `scipy.interpolate.splprep` with s=0 (it passes through every landmark), cubic
+    (lower order for parts of fewer than 4 points), periodic for closed parts, parametrised by the
+    landmark index. With s=0 and a fixed parametrisation the fit is linear in the landmarks, so
+    fitting each unit impulse once gives the exact fit of any landmarks as one matrix product:
+    about 10x faster than splprep calls per frame (0.05 vs 0.56 ms), and degenerate inputs (repeated
+    points, a part collapsed to one point), which make splprep fail, cannot occur.
+    """
+    from scipy.interpolate import splev, splprep
+
+    knots = points + 1 if closed else points  # a closed curve repeats its first point at the end
+    u = np.arange(knots, dtype=np.float64)
+    dense = np.linspace(0.0, knots - 1.0, (knots - 1) * SPLINE_SAMPLES + 1)
+    degree = min(3, knots - 1)
+    basis = np.empty((len(dense), points))
+    for j in range(points):
+        impulse = np.zeros(knots)
+        impulse[j] = 1.0
+        if closed and j == 0:
+            impulse[-1] = 1.0
+        tck, _ = splprep([impulse], u=u, k=degree, s=0, per=int(closed))
+        basis[:, j] = splev(dense, tck)[0]
+    return basis
+
+
+_BASES: list[np.ndarray] = []  # filled on first use, so importing this module needs no scipy
+
+
+def _bases() -> list[np.ndarray]:
+    if not _BASES:
+        _BASES.extend(_spline_basis(len(part), closed) for part, closed in HEATMAP_CURVES)
+    return _BASES
+
+
+def spline_curves(landmarks: np.ndarray) -> list[np.ndarray]:
+    """The heatmap's curves of (68, 2) landmarks: one (M_k, 2) array of points per part."""
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    return [basis @ landmarks[part] for basis, (part, _) in zip(_bases(), HEATMAP_CURVES)]
+
+
+def draw_heatmap(landmarks: np.ndarray, size: int, as_uint8: bool = False) -> np.ndarray:
+    """(size, size) float32 heatmap in [0, 1]: B-spline outlines of (68, 2) landmarks (Sec III-B).
+
+    One channel, black background, antialiased 1 px curves (the line width was only in a lost
+    figure; our choice). Points far outside the canvas are clipped, never a crash. `as_uint8`
+    gives the canvas itself, 0..255, which is the heatmap times 255.
+    """
+    import cv2
+
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if landmarks.shape != (N_LANDMARKS, 2) or not np.isfinite(landmarks).all():
+        from glg.errors import GlgError
+        raise GlgError(f"landmarks: expected finite (68, 2) pixels, got shape {landmarks.shape}")
+    scale = 1 << _SUBPIXEL_BITS
+    canvas = np.zeros((size, size), dtype=np.uint8)
+    curves = [np.clip(c, -4 * size, 5 * size) for c in spline_curves(landmarks)]
+    fixed = [np.round(c * scale).astype(np.int32) for c in curves]
+    cv2.polylines(canvas, fixed, isClosed=False, color=255, thickness=1, lineType=cv2.LINE_AA,
+                  shift=_SUBPIXEL_BITS)
+    return canvas if as_uint8 else canvas.astype(np.float32) / 255.0
+
+
+# --- part crops (Sec III-B) ----------------------------------------------------------------
+
+
+def part_boxes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres and sizes of the four parts' landmark boxes, in PART_NAMES order.
+
+    (..., 68, 2) -> centres (..., 4, 2) as (x, y) and sizes (..., 4, 2) as (width, height).
+    A part's centre is the middle of its landmarks' bounding box (Sec III-B: crops are "cropped
+    around the centre point of corresponding landmark coordinates").
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    lows = np.stack([landmarks[..., PART_POINTS[p], :].min(axis=-2) for p in PART_NAMES], axis=-2)
+    highs = np.stack([landmarks[..., PART_POINTS[p], :].max(axis=-2) for p in PART_NAMES], axis=-2)
+    return (lows + highs) / 2.0, highs - lows
+
+
+def part_centres(landmarks: np.ndarray) -> np.ndarray:
+    """(..., 4, 2) centres (x, y) of the four parts of (..., 68, 2) landmarks, PART_NAMES order."""
+    return part_boxes(landmarks)[0]
+
+
+def crop_origin(centre: np.ndarray, height: int, width: int) -> tuple[int, int]:
+    """Top-left (x0, y0) integer pixel of the (height, width) box centred on (x, y).
+
+    The one rounding rule for cutting a part out and for pasting a re-enacted part back.
+    """
+    x, y = float(centre[0]), float(centre[1])
+    return int(np.floor(x - width / 2.0 + 0.5)), int(np.floor(y - height / 2.0 + 0.5))
+
+
+def crop_part(image: np.ndarray, centre: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(height, width, ...) window of an (H, W, ...) image centred on (x, y), zero-padded."""
+    if not np.isfinite(np.asarray(centre, dtype=np.float64)).all():
+        from glg.errors import GlgError
+        raise GlgError(f"part centre: expected finite (x, y) pixels, got {tuple(centre)}")
+    x0, y0 = crop_origin(centre, height, width)
+    out = np.zeros((height, width) + image.shape[2:], dtype=image.dtype)
+    xa, ya = max(x0, 0), max(y0, 0)
+    xb, yb = min(x0 + width, image.shape[1]), min(y0 + height, image.shape[0])
+    if xa < xb and ya < yb:
+        out[ya - y0:yb - y0, xa - x0:xb - x0] = image[ya:yb, xa:xb]
+    return out
+
+
+# --- landmark style transfer (Sec III-B-1, Eq. 3; thesis Eq. 3.3) --------------------------
+
+STD_FLOOR = 1e-3  # px: a coordinate that never moves in a person's frames must not divide by 0
+
+
+def style_transfer(driving: np.ndarray, driving_mean: np.ndarray, driving_std: np.ndarray,
+                   source_mean: np.ndarray, source_std: np.ndarray) -> np.ndarray:
+    """Eq. 3: driving landmarks re-styled to the source person, (..., 68, 2) -> (..., 68, 2).
+
+    Means and standard deviations are per person, per landmark coordinate, (68, 2) each: the
+    statistics of that person's landmarks over the dataset (Sec III-B-1).
+    """
+    return ((np.asarray(driving) - driving_mean) / np.maximum(driving_std, STD_FLOOR) * source_std
+            + source_mean)
+
+
+def centre_on(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Landmarks shifted so their centre (mean point) is the reference landmarks' centre."""
+    shift = reference.mean(axis=-2, keepdims=True) - landmarks.mean(axis=-2, keepdims=True)
+    return landmarks + shift
+
+
+def transfer_landmarks(driving: np.ndarray, driving_mean: np.ndarray, driving_std: np.ndarray,
+                       source_mean: np.ndarray, source_std: np.ndarray) -> np.ndarray:
+    """Eq. 3, then shifted so the centre stays the driving landmarks' centre (Sec III-B-1)."""
+    reenact = style_transfer(driving, driving_mean, driving_std, source_mean, source_std)
+    return centre_on(reenact, np.asarray(driving, dtype=np.float64))

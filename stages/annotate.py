@@ -1,0 +1,38 @@
+"""Stage `annotate`: landmarks, head pose and AUs for every extracted frame (issue 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glg.annotate import run
+from glg.config import load_params
+from stages._cli import one_line_errors
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+@one_line_errors
+def main(
+    frames: Annotated[Path, typer.Option(help="frame store written by extract")] = Path(
+        "data/frames"),
+    out: Annotated[Path, typer.Option(help="annotation dataset folder")] = Path(
+        "data/annotations"),
+    metrics: Annotated[Path, typer.Option(help="accuracy and counts, JSON")] = Path(
+        "metrics/annotate.json"),
+    ground_truth: Annotated[Path, typer.Option(
+        help="synthesizer's ground truth; absent or unmatched: accuracy not measured")] = Path(
+        "data/synthetic/ground_truth.parquet"),
+    params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Annotate every stored frame into data/annotations and score against ground truth."""
+    config = load_params("annotate", params)
+    run(frames, out, metrics, config, ground_truth=ground_truth, progress=progress)
+
+
+if __name__ == "__main__":
+    app()

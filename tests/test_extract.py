@@ -1,0 +1,238 @@
+"""The extract stage through its CLI: good clips, every bad input of issue 2 part 6, real clips."""
+
+import csv
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+import yaml
+from typer.testing import CliRunner
+
+from glg.video import detect_faces, iter_clip, read_frame, read_manifest
+from stages.extract import app
+
+FACE_WINDOW = skimage.data.astronaut()[:256, 96:352]  # face at about x 66..182, y 72..189
+FACE = np.array([66, 72, 182, 189])
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = 25.0, fourcc: str = "mp4v",
+               color: bool = True) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height),
+                             isColor=color)
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame if not color else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def face_on_canvas(width: int, height: int, scale: float = 1.0, x: int = 0, y: int = 0,
+                   n: int = 8) -> list[np.ndarray]:
+    """`n` frames of the face window, scaled, on a gray canvas at (x, y), nudged 1 px a frame."""
+    window = cv2.resize(FACE_WINDOW, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frames = []
+    for t in range(n):
+        frame = np.full((height, width, 3), 90, np.uint8)
+        h, w = window.shape[:2]
+        frame[y:y + h, x + t:x + t + w] = window
+        frames.append(frame)
+    return frames
+
+
+def write_params(folder: Path, **extract) -> Path:
+    values = dict(size=64, max_frames=250, detect_every=2, workers=2, jpeg_quality=90) | extract
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump({"seed": 0, "extract": values}))
+    return path
+
+
+def run_stage(videos: Path, out: Path, params: Path):
+    return CliRunner().invoke(app, ["--videos", str(videos), "--out", str(out),
+                                    "--params", str(params), "--no-progress"])
+
+
+def skipped_rows(out: Path) -> dict[str, str]:
+    with (out / "skipped.csv").open(encoding="utf-8") as f:
+        return {row["path"]: row["reason"] for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def bad_dataset(tmp_path_factory):
+    """One dataset holding every bad input of issue 2 part 6 next to good clips, extracted once."""
+    root = tmp_path_factory.mktemp("bad")
+    videos = root / "videos"
+    write_clip(videos / "good" / "clip.mp4", face_on_canvas(288, 288, x=16, y=16))
+    write_clip(videos / "good" / "mjpeg.avi", face_on_canvas(288, 288, x=16, y=16), fourcc="MJPG")
+    (videos / "zero").mkdir(parents=True)
+    (videos / "zero" / "empty.mp4").write_bytes(b"")
+    (videos / "text").mkdir()
+    (videos / "text" / "notes.mp4").write_text("this is not a video\n")
+    whole = write_clip(root / "whole.mp4", face_on_canvas(300, 288, x=16, y=16, n=20)).read_bytes()
+    (videos / "trunc").mkdir()
+    (videos / "trunc" / "half.mp4").write_bytes(whole[: len(whole) // 2])  # no index: unreadable
+    whole = write_clip(root / "whole.avi", face_on_canvas(300, 288, x=16, y=16, n=20),
+                       fourcc="MJPG").read_bytes()
+    (videos / "trunc" / "cut.avi").write_bytes(whole[: len(whole) * 6 // 10])  # readable start
+    write_clip(videos / "noface" / "clip.mp4", [np.full((200, 200, 3), v, np.uint8)
+                                                for v in range(40, 120, 10)])
+    two = [np.hstack([a, b]) for a, b in zip(
+        face_on_canvas(300, 300, x=20, y=20),
+        face_on_canvas(300, 300, scale=0.8, x=40, y=60))]
+    write_clip(videos / "two" / "clip.mp4", two)
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in face_on_canvas(288, 288, x=16, y=16)]
+    write_clip(videos / "gray" / "clip.mp4", gray, color=False)
+    write_clip(videos / "wide" / "clip.mp4", face_on_canvas(1280, 720, scale=2.0, x=600, y=100,
+                                                             n=4))
+    write_clip(videos / "tall" / "clip.mp4", face_on_canvas(720, 1280, scale=2.0, x=100, y=300,
+                                                             n=4))
+    write_clip(videos / "ünï cödé" / "my clip ß.mp4", face_on_canvas(288, 288, x=16, y=16))
+    out = root / "frames"
+    result = run_stage(videos, out, write_params(root))
+    return out, result
+
+
+def test_bad_inputs_are_skipped_with_one_line_each(bad_dataset):
+    out, result = bad_dataset
+    assert result.exit_code == 0, result.output
+    skipped = skipped_rows(out)
+    assert set(skipped) == {"zero/empty.mp4", "text/notes.mp4", "trunc/half.mp4",
+                            "noface/clip.mp4"}
+    assert skipped["zero/empty.mp4"] == "empty file (0 bytes)"
+    assert skipped["text/notes.mp4"].startswith("not a readable video")
+    assert skipped["trunc/half.mp4"].startswith("not a readable video")
+    assert skipped["noface/clip.mp4"] == "no face found in 8 sampled frames"
+    for path, reason in skipped.items():
+        assert result.stderr.count(f"skipped {path}: {reason}\n") == 1
+    assert "extract: " in result.stdout and "(4 skipped)" in result.stdout
+
+
+def test_good_clips_of_every_kind_are_processed(bad_dataset):
+    out, _ = bad_dataset
+    manifest = read_manifest(out)
+    clips = manifest.groupby(["identity", "video"]).size().to_dict()
+    cut = clips.pop(("trunc", "cut"))
+    assert 5 <= cut < 20  # a cut stream keeps the frames that decode
+    assert clips == {("good", "clip"): 8, ("good", "mjpeg"): 8, ("two", "clip"): 8,
+                     ("gray", "clip"): 8, ("wide", "clip"): 4, ("tall", "clip"): 4,
+                     ("ünï cödé", "my clip ß"): 8}
+    assert read_frame(out, "ünï cödé", "my clip ß", 7).shape == (64, 64, 3)
+    assert (manifest.query("identity == 'ünï cödé'").source == "ünï cödé/my clip ß.mp4").all()
+
+
+@pytest.mark.parametrize(("identity", "x", "y", "scale"),
+                         [("wide", 600, 100, 2.0), ("tall", 100, 300, 2.0), ("good", 16, 16, 1.0),
+                          ("gray", 16, 16, 1.0), ("two", 20, 20, 1.0)])
+def test_crop_holds_the_face(bad_dataset, identity, x, y, scale):
+    out, _ = bad_dataset
+    rows = read_manifest(out).query(f"identity == '{identity}' and video == 'clip'")
+    for row in rows.itertuples():
+        x0, y0, x1, y1 = FACE * scale + [x + row.frame, y, x + row.frame, y]
+        assert row.crop_x0 <= x0 and row.crop_y0 <= y0
+        assert x1 <= row.crop_x0 + row.crop_size and y1 <= row.crop_y0 + row.crop_size
+
+
+def test_two_faces_keep_the_largest_and_say_so(bad_dataset):
+    out, result = bad_dataset
+    assert result.stderr.count("two/clip.mp4: 2 faces in one frame, kept the largest\n") == 1
+    assert result.stderr.count("faces in one frame") == 1  # only the clip with two faces
+    rows = read_manifest(out).query("identity == 'two'")
+    assert (rows.crop_x0 + rows.crop_size < 300 + 60).all()  # the left, larger face
+
+
+def test_grayscale_is_stored_as_rgb(bad_dataset):
+    out, _ = bad_dataset
+    frame = read_frame(out, "gray", "clip", 3)
+    assert frame.shape == (64, 64, 3) and frame.std() > 10
+    assert np.abs(frame.astype(int) - frame[..., :1]).max() <= 3  # JPEG chroma noise only
+
+
+def test_nothing_usable_is_an_error(tmp_path):
+    videos = tmp_path / "videos"
+    (videos / "a").mkdir(parents=True)
+    (videos / "a" / "empty.mp4").write_bytes(b"")
+    (videos / "a" / "text.mp4").write_text("hello")
+    result = run_stage(videos, tmp_path / "frames", write_params(tmp_path, workers=1))
+    assert result.exit_code == 1
+    assert result.stderr.endswith(f"error: {videos}: none of the 2 videos was usable "
+                                  f"(reasons in {tmp_path / 'frames' / 'skipped.csv'})\n")
+    assert set(skipped_rows(tmp_path / "frames")) == {"a/empty.mp4", "a/text.mp4"}
+
+
+def test_empty_or_missing_videos_folder_is_an_error(tmp_path):
+    params = write_params(tmp_path)
+    (tmp_path / "empty").mkdir()
+    result = run_stage(tmp_path / "empty", tmp_path / "frames", params)
+    assert result.exit_code == 1 and "empty: no videos (.mp4, .avi, .mov, .mkv) found" in (
+        result.stderr)
+    result = run_stage(tmp_path / "nowhere", tmp_path / "frames", params)
+    assert result.exit_code == 1 and "nowhere: data.videos folder not found" in result.stderr
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"size": -3}, "extract.size must be a positive multiple of 2, got -3"),
+    ({"crop": "wobbly"}, "extract.crop must be one of smoothed, fixed, per_frame, got 'wobbly'"),
+    ({"detect_size": 10}, "extract.detect_size must be an integer >= 80"),
+    ({"shard_mb": 0}, "extract.shard_mb must be a positive number, got 0.0"),
+])
+def test_bad_param_stops_before_any_work(tmp_path, change, message):
+    write_clip(tmp_path / "videos" / "a" / "1.mp4", face_on_canvas(288, 288, n=2))
+    result = run_stage(tmp_path / "videos", tmp_path / "frames", write_params(tmp_path, **change))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {message}")
+    assert not (tmp_path / "frames").exists()
+
+
+def test_real_clips_faces_found_and_crop_stable(real_clips, tmp_path):
+    videos = tmp_path / "videos"
+    for name in ["d0.mp4", "d3.mp4"]:  # a flat folder: each file is its own identity
+        (videos / name).parent.mkdir(exist_ok=True)
+        shutil.copy(real_clips / name, videos / name)
+    params = write_params(tmp_path, size=128, max_frames=40, detect_every=5, crop="smoothed")
+    result = run_stage(videos, tmp_path / "frames", params)
+    assert result.exit_code == 0, result.output
+    assert skipped_rows(tmp_path / "frames") == {}
+    manifest = read_manifest(tmp_path / "frames")
+    assert manifest.groupby("identity").size().to_dict() == {"d0": 40, "d3": 40}
+    for identity, rows in manifest.groupby("identity"):
+        box = rows[["crop_x0", "crop_y0", "crop_size"]].to_numpy()
+        centre = box[:, :2] + box[:, 2:] / 2
+        # no jitter: the smoothed box moves at most 2% of its side between frames
+        assert np.abs(np.diff(centre, axis=0)).max() <= 0.02 * box[:, 2].mean()
+        assert np.abs(np.diff(box[:, 2])).max() <= 0.02 * box[:, 2].mean()
+        # the stored crop shows one face near its middle
+        for frame, rgb in iter_clip(tmp_path / "frames", identity, identity):
+            if frame % 20 == 0:
+                faces = detect_faces(rgb, 128 * 2)
+                assert len(faces) == 1, (identity, frame)
+                cx, cy = (faces[0, :2] + faces[0, 2:]) / 2
+                assert 0.3 * 128 < cx < 0.7 * 128 and 0.3 * 128 < cy < 0.7 * 128
+
+
+def test_demo_clips_ground_truth_lands_on_the_stored_face(tmp_path):
+    from glg.config import SynthesizeConfig
+    from glg.synthetic import synthesize
+
+    truth = synthesize(tmp_path / "videos", SynthesizeConfig(identities=1, clips_per_identity=1,
+                                                             seconds=1.0, workers=1), seed=0)
+    assert (tmp_path / "videos" / "ground_truth.parquet").is_file()  # not a video: ignored
+    params = write_params(tmp_path, size=128, detect_every=5, workers=1)
+    result = run_stage(tmp_path / "videos", tmp_path / "frames", params)
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(tmp_path / "frames")
+    assert len(manifest) == len(truth) == 25
+    rows = manifest.merge(truth, left_on=["identity", "video", "source_frame"],
+                          right_on=["identity", "video", "frame"], suffixes=("", "_truth"))
+    scale = 128 / rows.crop_size.to_numpy()[:, None]
+    xs = (rows[[f"x_{i}" for i in range(68)]].to_numpy() - rows.crop_x0.to_numpy()[:, None]) * scale
+    ys = (rows[[f"y_{i}" for i in range(68)]].to_numpy() - rows.crop_y0.to_numpy()[:, None]) * scale
+    assert xs.min() > 0 and ys.min() > 0 and xs.max() < 128 and ys.max() < 128
+    for row, x, y in zip(rows.itertuples(), xs, ys):
+        if row.frame % 8 == 0:  # the nose tip (point 30) lies in the face dlib finds there
+            (x0, y0, x1, y1), = detect_faces(read_frame(tmp_path / "frames", row.identity,
+                                                        row.video, row.frame), 256)
+            assert x0 < x[30] < x1 and y0 < y[30] < y1

@@ -1,0 +1,219 @@
+import hashlib
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from _prepare_data import write_annotations, write_dataset
+from typer.testing import CliRunner
+
+from glg.config import PrepareConfig
+from glg.errors import GlgError
+from glg.landmarks import PART_NAMES, landmarks_from_table, part_boxes
+from glg.prepare import FRAMES, IDENTITIES, PAIRS, PARTS, SUMMARY, prepare, read_identities
+from stages.prepare import app
+
+CONFIG = PrepareConfig(size=32, unseen_identities=2, test_clips=3, known_identities=5,
+                       self_pairs=40, unseen_pairs=30, known_pairs=20, part_margin=0.25,
+                       part_multiple=4)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    frames, annotations = write_dataset(root, identities=5, clips=3, frames=8, failed=0.1)
+    summary = prepare(frames, annotations, root / "prepared", CONFIG, seed=0)
+    return root, summary
+
+
+def read(root, name):
+    return pd.read_parquet(root / "prepared" / name)
+
+
+def test_only_successful_frames_are_kept(prepared):
+    root, _ = prepared
+    annotations = pd.read_parquet(root / "annotations")
+    frames = read(root, FRAMES)
+    ok = annotations[annotations["success"]]
+    assert len(frames) == len(ok)
+    assert set(map(tuple, frames[["identity", "video", "frame"]].to_numpy())) == set(
+        map(tuple, ok[["identity", "video", "frame"]].to_numpy()))
+
+
+def test_stored_frames_are_the_right_ones_resized(prepared):
+    root, _ = prepared
+    frames = read(root, FRAMES)
+    for row in frames.iloc[::7].itertuples():
+        image = np.load(root / "prepared" / f"frames-{row.shard:03d}.npy", mmap_mode="r")[row.row]
+        i, c = int(row.identity[2:]), int(row.video[4:])
+        assert image.shape == (32, 32, 3)
+        assert tuple(image[5, 5]) == (40 * i % 256, 60 * c % 256, 20 * row.frame % 256)
+
+
+def test_landmarks_are_rescaled_to_the_prepared_size(prepared):
+    root, _ = prepared
+    annotations = pd.read_parquet(root / "annotations")
+    frames = read(root, FRAMES)
+    merged = frames[["identity", "video", "frame", "x_5", "y_9"]].merge(
+        annotations, on=["identity", "video", "frame"], suffixes=("", "_stored"))
+    np.testing.assert_allclose(merged["x_5"], merged["x_5_stored"] * 32 / 64, rtol=1e-5)
+    np.testing.assert_allclose(merged["y_9"], merged["y_9_stored"] * 32 / 64, rtol=1e-5)
+
+
+def test_splits_follow_identity_and_clip_rules(prepared):
+    root, _ = prepared
+    frames, identities = read(root, FRAMES), read(root, IDENTITIES)
+    unseen = set(identities.loc[identities["role"] == "unseen", "identity"])
+    assert len(unseen) == 2
+    assert not frames[frames["identity"].isin(unseen)]["split"].isin(["train", "holdout"]).any()
+    assert frames.loc[~frames["identity"].isin(unseen), "split"].eq("train").groupby(
+        frames["identity"]).any().all()  # every known identity trains
+    per_clip = frames.groupby(["identity", "video"])["split"]
+    test_clips = per_clip.apply(lambda s: (s == "test").any())
+    assert test_clips.sum() == 3
+    assert (per_clip.apply(lambda s: (s == "test").all()) == test_clips).all()  # whole clips
+    # unseen identities' clips are taken for the self-reenactment test first
+    assert set(test_clips[test_clips].index.get_level_values(0)) <= unseen
+    trained = frames[frames["split"].isin(["train", "holdout"])]
+    for _, clip in trained.groupby(["identity", "video"]):
+        held = clip["split"].to_numpy() == "holdout"
+        assert held.sum() == min(round(len(clip) * 0.2), len(clip) - 2)
+        assert not held[:len(clip) - held.sum()].any()  # the clip's last frames
+
+
+def test_pairs_respect_the_scenarios(prepared):
+    root, summary = prepared
+    frames, pairs = read(root, FRAMES), read(root, PAIRS)
+    role = read(root, IDENTITIES).set_index("identity")["role"]
+    for side in ("source", "driving"):
+        at = pairs[f"{side}_row"].to_numpy()
+        for column in ("identity", "video", "frame"):
+            assert (frames[column].to_numpy()[at] == pairs[f"{side}_{column}"].to_numpy()).all()
+    split = frames["split"].to_numpy()
+    self_ = pairs[pairs["scenario"] == "self"]
+    assert len(self_) == 40
+    assert (self_["source_identity"] == self_["driving_identity"]).all()
+    assert (self_["source_video"] == self_["driving_video"]).all()
+    assert (self_["source_frame"] != self_["driving_frame"]).all()
+    assert (split[self_["source_row"]] == "test").all()
+    for scenario, where in (("unseen", "unseen"), ("known", "known")):
+        chosen = pairs[pairs["scenario"] == scenario]
+        assert len(chosen) and (chosen["source_identity"] != chosen["driving_identity"]).all()
+        assert (chosen["source_identity"].map(role) == where).all()
+        assert (chosen["driving_identity"].map(role) == where).all()
+        assert chosen.groupby("source_identity").size().max() <= 30
+    known = pairs[pairs["scenario"] == "known"]
+    assert (split[known["source_row"]] == "holdout").all()
+    assert (split[known["driving_row"]] == "holdout").all()
+    assert not pairs.duplicated().any()
+    assert summary["pairs"]["self"] == 40
+
+
+def test_part_sizes_are_the_dataset_averages(prepared):
+    root, _ = prepared
+    frames = read(root, FRAMES)
+    parts = json.loads((root / "prepared" / PARTS).read_text())["parts"]
+    _, extent = part_boxes(landmarks_from_table(frames))
+    for k, name in enumerate(PART_NAMES):
+        width, height = extent[:, k].mean(0)
+        assert parts[name]["mean_width"] == pytest.approx(width, abs=1e-3)
+        assert parts[name]["mean_height"] == pytest.approx(height, abs=1e-3)
+        margin = 0.25 * max(width, height)
+        assert parts[name]["width"] == 4 * math.ceil((width + margin) / 4)
+        assert parts[name]["height"] == 4 * math.ceil((height + margin) / 4)
+
+
+def test_identity_statistics_are_each_persons(prepared):
+    root, _ = prepared
+    frames = read(root, FRAMES)
+    table, mean, std = read_identities(root / "prepared")
+    assert list(table["identity"]) == sorted(frames["identity"].unique())
+    assert mean.shape == std.shape == (len(table), 68, 2)
+    for k, name in enumerate(table["identity"]):
+        own = landmarks_from_table(frames[frames["identity"] == name])
+        np.testing.assert_allclose(mean[k], own.mean(0), rtol=1e-6)
+        np.testing.assert_allclose(std[k], own.std(0), rtol=1e-5)
+    assert (frames["identity_index"] == frames["identity"].map(
+        dict(zip(table["identity"], table["index"])))).all()
+
+
+def test_outputs_are_identical_across_runs(prepared, tmp_path):
+    root, _ = prepared
+    prepare(root / "frames", root / "annotations", tmp_path, CONFIG, seed=0)
+    for path in sorted((root / "prepared").iterdir()):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert digest == hashlib.sha256((tmp_path / path.name).read_bytes()).hexdigest(), path.name
+    prepare(root / "frames", root / "annotations", tmp_path, CONFIG, seed=1)
+    assert not read(root, PAIRS).equals(pd.read_parquet(tmp_path / PAIRS))
+
+
+def test_small_data_clamp_with_notes(prepared):
+    _, summary = prepared
+    notes = " | ".join(summary["notes"])
+    assert "prepare.known_identities=5 clamped to 3" in notes
+    assert "annotated frames failed; skipped" in notes
+
+
+def test_demo_sized_data_has_every_scenario(tmp_path):
+    frames, annotations = write_dataset(tmp_path, identities=6, clips=3, frames=6, side=32)
+    summary = prepare(frames, annotations, tmp_path / "out", PrepareConfig(
+        size=32, unseen_identities=2), seed=0)
+    assert all(summary["pairs"][s] > 0 for s in ("self", "unseen", "known"))
+    assert summary["identities"] == {"known": 4, "unseen": 2}
+
+
+def test_all_failed_annotations_are_a_clear_error(tmp_path):
+    frames, annotations = write_dataset(tmp_path, identities=2, clips=1, frames=3, side=32)
+    table = pd.read_parquet(annotations)
+    write_annotations(annotations, table.assign(success=False))
+    with pytest.raises(GlgError, match="all 6 frames failed"):
+        prepare(frames, annotations, tmp_path / "out", CONFIG, seed=0)
+
+
+def test_missing_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(GlgError, match="annotations folder not found"):
+        prepare(tmp_path, tmp_path / "nope", tmp_path / "out", CONFIG, seed=0)
+    frames, annotations = write_dataset(tmp_path, identities=2, clips=1, frames=3, side=32)
+    write_annotations(annotations, pd.read_parquet(annotations).drop(columns="y_7"))
+    with pytest.raises(GlgError, match="'y_7' missing"):
+        prepare(frames, annotations, tmp_path / "out", CONFIG, seed=0)
+
+
+def test_parts_outside_the_frame_and_short_clips_are_skipped(tmp_path):
+    frames, annotations = write_dataset(tmp_path, identities=3, clips=2, frames=4, side=32)
+    table = pd.read_parquet(annotations)
+    outside = (table["identity"] == "id00") & (table["video"] == "clip0") & (table["frame"] < 3)
+    table.loc[outside, "x_45"] = 40.0  # a left-eye corner past the right edge
+    write_annotations(annotations, table)
+    summary = prepare(frames, annotations, tmp_path / "out", CONFIG, seed=0)
+    kept = pd.read_parquet(tmp_path / "out" / FRAMES)
+    assert not ((kept["identity"] == "id00") & (kept["video"] == "clip0")).any()
+    notes = " | ".join(summary["notes"])
+    assert "3 frames with eye, nose or mouth landmarks outside the frame" in notes
+    assert "1 clips with fewer than 2 usable frames skipped: id00/clip0" in notes
+
+
+def test_missing_frames_in_the_store_are_skipped(tmp_path):
+    frames, annotations = write_dataset(tmp_path, identities=2, clips=1, frames=3, side=32)
+    table = pd.read_parquet(annotations)
+    extra = table.iloc[:2].assign(video="ghost")
+    write_annotations(annotations, pd.concat([table, extra]))
+    summary = prepare(frames, annotations, tmp_path / "out", CONFIG, seed=0)
+    assert any("id00/ghost unreadable" in n for n in summary["notes"])
+
+
+def test_stage_runs_and_rejects_a_bad_param(tmp_path):
+    frames, annotations = write_dataset(tmp_path, identities=4, clips=2, frames=4, side=32)
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 0\nprepare:\n  size: 32\n  unseen_identities: 2\n")
+    args = ["--frames", str(frames), "--annotations", str(annotations),
+            "--out", str(tmp_path / "out"), "--params", str(params)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "pairs self" in result.output
+    assert json.loads((tmp_path / "out" / SUMMARY).read_text())["identities"]["unseen"] == 2
+    params.write_text("seed: 0\nprepare:\n  size: 33\n")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "error: prepare.size must be an even integer >= 32, got 33" in result.output
