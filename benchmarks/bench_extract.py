@@ -110,10 +110,13 @@ def main() -> None:
             cpu = cpu_seconds() - cpu
             stored = len(read_manifest(out))
             rate = summary.source_frames / summary.seconds
+            # the workers are the fork server's children, not ours: their CPU time is counted
+            # by getrusage only when they run in this process (1 worker)
+            cost = (f", {1000 * cpu / frames:.2f} CPU-s per 1000 frames, CPU cost "
+                    f"{cpu / ff_cpu:.1f}x ffmpeg's" if workers == 1 else "")
             print(f"extract, {workers} worker{'s' if workers > 1 else ' '}        : {rate:7.0f} "
                   f"source frames/s, {stored / summary.seconds:5.0f} stored frames/s "
-                  f"({summary.seconds:.2f} s, {1000 * cpu / frames:.2f} CPU-s per 1000 frames); "
-                  f"ratio to ffmpeg {rate / ff_rate:.2f}x (CPU cost {cpu / ff_cpu:.1f}x)")
+                  f"({summary.seconds:.2f} s{cost}); ratio to ffmpeg {rate / ff_rate:.2f}x")
 
         # memory: one clip, then the same clip looped to 4x its length
         clip = max(clips, key=frame_count)

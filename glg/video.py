@@ -21,6 +21,7 @@ import collections
 import csv
 import functools
 import multiprocessing
+import multiprocessing.pool
 import shutil
 import sys
 import time
@@ -139,13 +140,15 @@ def _open(path: Path) -> tuple[cv2.VideoCapture, float]:
     return capture, fps
 
 
-def sample_frames(path: Path, fps: float, max_frames: int,
-                  pixels_every: int = 1) -> Iterator[tuple[int, int, float, np.ndarray | None]]:
+def sample_frames(path: Path, fps: float, max_frames: int, pixels_every: int = 1,
+                  bgr: bool = False) -> Iterator[tuple[int, int, float, np.ndarray | None]]:
     """Sampled frames of a video: `(sampled index, source frame, timestamp s, RGB or None)`.
 
     A source frame is kept when it starts a new `1 / fps` time slot, so a source slower than
     `fps` keeps every frame; at most `max_frames` are kept. Only every `pixels_every`-th sampled
-    frame is converted to RGB (the others come as None: decoded, never converted).
+    frame is converted to RGB (the others come as None: decoded, never converted). With `bgr`,
+    frames stay in the decoder's BGR order: extract crops and JPEG-encodes in BGR and never
+    pays for a colour conversion.
     """
     capture, source_fps = _open(path)
     try:
@@ -159,10 +162,12 @@ def sample_frames(path: Path, fps: float, max_frames: int,
             last_slot = slot
             rgb = None
             if kept % pixels_every == 0:
-                ok, bgr = capture.retrieve()
-                if not ok or bgr is None:
+                ok, frame = capture.retrieve()
+                if not ok or frame is None:
                     break  # a truncated stream: keep what decoded
-                rgb = _to_rgb(bgr)
+                rgb = _to_rgb(frame) if not bgr else (
+                    frame if frame.ndim == 3 and frame.shape[2] == 3
+                    else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
             yield kept, index, timestamp, rgb
             kept += 1
     finally:
@@ -187,14 +192,14 @@ def _face_detector():
     return dlib.get_frontal_face_detector()
 
 
-def detect_faces(rgb: np.ndarray, detect_size: int) -> np.ndarray:
+def detect_faces(rgb: np.ndarray, detect_size: int, bgr: bool = False) -> np.ndarray:
     """Face boxes `(N, 4)` as x0, y0, x1, y1 in the frame's pixels, largest first.
 
     The detector sees the frame downscaled so its longer side is at most `detect_size` px.
     """
     height, width = rgb.shape[:2]
     scale = min(1.0, detect_size / max(height, width))
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY if bgr else cv2.COLOR_RGB2GRAY)
     if scale < 1.0:
         gray = cv2.resize(gray, (round(width * scale), round(height * scale)),
                           interpolation=cv2.INTER_AREA)
@@ -249,7 +254,7 @@ def fixed_box(faces: list[np.ndarray], config: ExtractConfig) -> np.ndarray:
                     dtype=np.int64)
 
 
-def crop_frame(rgb: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.ndarray:
+def crop_frame(image: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.ndarray:
     """The square `side` px box at (x0, y0) of a frame, padded black past the edges, resized to
     `size` with `INTER_AREA`: `(H, W, 3)` -> `(size, size, 3)`.
 
@@ -257,12 +262,12 @@ def crop_frame(rgb: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.nd
     nearest integer ratio), then area-averaged by k: about 2x faster than OpenCV's non-integer
     `INTER_AREA` and within a grey level of it on average.
     """
-    height, width = rgb.shape[:2]
+    height, width = image.shape[:2]
     ix0, iy0 = max(x0, 0), max(y0, 0)
     ix1, iy1 = min(x0 + side, width), min(y0 + side, height)
     if ix1 <= ix0 or iy1 <= iy0:
         return np.zeros((size, size, 3), np.uint8)
-    region = rgb[iy0:iy1, ix0:ix1]
+    region = image[iy0:iy1, ix0:ix1]
     pads = (iy0 - y0, y0 + side - iy1, ix0 - x0, x0 + side - ix1)
     if any(pads):
         region = cv2.copyMakeBorder(region, *pads, cv2.BORDER_CONSTANT, value=(0, 0, 0))
@@ -273,8 +278,11 @@ def crop_frame(rgb: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.nd
 
 
 def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return _encode_bgr(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), quality)
+
+
+def _encode_bgr(bgr: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     return buf.tobytes()
 
@@ -319,7 +327,7 @@ def extract_clip(clip: Clip, config: ExtractConfig, part: Path) -> ClipFrames:
         stored, chunk = 0, []
         with pq.ParquetWriter(part, _PART_SCHEMA, compression="none") as writer:
             for crop in crops:
-                chunk.append(_encode_jpeg(crop, config.jpeg_quality))
+                chunk.append(_encode_bgr(crop, config.jpeg_quality))
                 stored += 1
                 if len(chunk) == ROW_GROUP_FRAMES:
                     writer.write_table(pa.table({"jpeg": pa.array(chunk, pa.binary())}))
@@ -348,12 +356,12 @@ def extract_clip(clip: Clip, config: ExtractConfig, part: Path) -> ClipFrames:
     return result
 
 
-def _detect(rgb: np.ndarray, config: ExtractConfig, result: ClipFrames) -> np.ndarray | None:
+def _detect(bgr: np.ndarray, config: ExtractConfig, result: ClipFrames) -> np.ndarray | None:
     """The largest face box x0, y0, x1, y1 in a frame, or None; counts faces for the log."""
-    faces = detect_faces(rgb, config.detect_size)
-    if not len(faces) and max(rgb.shape[:2]) > config.detect_size:
+    faces = detect_faces(bgr, config.detect_size, bgr=True)
+    if not len(faces) and max(bgr.shape[:2]) > config.detect_size:
         # dlib finds faces of 80 px and up: look for a smaller one at twice the size
-        faces = detect_faces(rgb, 2 * config.detect_size)
+        faces = detect_faces(bgr, 2 * config.detect_size, bgr=True)
     result.most_faces = max(result.most_faces, len(faces))
     result.n_faces += bool(len(faces))
     return faces[0] if len(faces) else None
@@ -370,23 +378,23 @@ def _tracked_crops(clip: Clip, config: ExtractConfig, result: ClipFrames) -> Ite
     pending: collections.deque = collections.deque()  # (index, source frame, timestamp, RGB)
 
     def crop_first(last: int) -> np.ndarray:
-        index, source_frame, timestamp, rgb = pending.popleft()
+        index, source_frame, timestamp, bgr = pending.popleft()
         box = crop_box(index, keys, faces, last, config)
         result.source_frames.append(source_frame)
         result.timestamps.append(timestamp)
         result.boxes.append(box)
-        return crop_frame(rgb, *map(int, box), config.size)
+        return crop_frame(bgr, *map(int, box), config.size)
 
-    for index, source_frame, timestamp, rgb in sample_frames(clip.path, config.fps,
-                                                             config.max_frames):
+    for index, source_frame, timestamp, bgr in sample_frames(clip.path, config.fps,
+                                                             config.max_frames, bgr=True):
         result.n_sampled = index + 1
         result.last_source_frame = source_frame
         if index % config.detect_every == 0:
-            face = _detect(rgb, config, result)
+            face = _detect(bgr, config, result)
             if face is not None:
                 keys.append(index)
                 faces.append(face_centre(face))
-        pending.append((index, source_frame, timestamp, rgb))
+        pending.append((index, source_frame, timestamp, bgr))
         while pending and keys and keys[-1] >= pending[0][0] + reach:
             yield crop_first(pending[0][0] + reach)
         while len(pending) > capacity:
@@ -404,14 +412,14 @@ def _tracked_crops(clip: Clip, config: ExtractConfig, result: ClipFrames) -> Ite
 def _fixed_crops(clip: Clip, config: ExtractConfig, result: ClipFrames) -> Iterator[np.ndarray]:
     """Policy `fixed` in two decoding passes: all detections first, then one box for all."""
     faces = []
-    for index, source_frame, timestamp, rgb in sample_frames(
-            clip.path, config.fps, config.max_frames, config.detect_every):
+    for index, source_frame, timestamp, bgr in sample_frames(
+            clip.path, config.fps, config.max_frames, config.detect_every, bgr=True):
         result.n_sampled = index + 1
         result.last_source_frame = source_frame
         result.source_frames.append(source_frame)
         result.timestamps.append(timestamp)
-        if rgb is not None:
-            face = _detect(rgb, config, result)
+        if bgr is not None:
+            face = _detect(bgr, config, result)
             if face is not None:
                 faces.append(face)
     if not faces:
@@ -419,9 +427,9 @@ def _fixed_crops(clip: Clip, config: ExtractConfig, result: ClipFrames) -> Itera
         return
     box = fixed_box(faces, config)
     stored = 0
-    for _, _, _, rgb in sample_frames(clip.path, config.fps, result.n_sampled):
+    for _, _, _, bgr in sample_frames(clip.path, config.fps, result.n_sampled, bgr=True):
         stored += 1
-        yield crop_frame(rgb, *map(int, box), config.size)
+        yield crop_frame(bgr, *map(int, box), config.size)
     # pass 2 decoded fewer frames than pass 1 (a stream cut short): keep those
     del result.source_frames[stored:], result.timestamps[stored:]
     result.boxes = [box] * stored
@@ -430,6 +438,16 @@ def _fixed_crops(clip: Clip, config: ExtractConfig, result: ClipFrames) -> Itera
 def _extract_in_worker(args: tuple[Clip, ExtractConfig, Path]) -> ClipFrames:
     cv2.setNumThreads(1)  # one process per core: no OpenCV thread oversubscription
     return extract_clip(*args)
+
+
+def _worker_pool(workers: int) -> multiprocessing.pool.Pool:
+    """Worker processes forked from a clean server that has imported this module and built the
+    face detector once, so a worker starts in milliseconds instead of a second of imports.
+    Not a plain fork of this process: that can inherit a lock held by an OpenCV, dlib or torch
+    thread and hang."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["glg._extract_preload"])
+    return context.Pool(workers)
 
 
 # --- the whole dataset -----------------------------------------------------------------------
@@ -471,8 +489,7 @@ def extract_videos(videos: Path, out: Path, config: ExtractConfig,
                dynamic_ncols=True)
     jobs = [(clip, config, parts / f"{i:07d}.parquet") for i, clip in enumerate(clips)]
     workers = min(config.workers, len(clips))
-    # spawn, not fork: a fork can inherit a lock held by one of OpenCV's or dlib's threads
-    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    pool = _worker_pool(workers) if workers > 1 else None
     try:
         results = pool.imap(_extract_in_worker, jobs) if pool else map(_extract_in_worker, jobs)
         for result in results:
