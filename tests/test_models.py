@@ -258,3 +258,25 @@ def test_a_few_steps_on_two_samples_reduce_the_loss():
         loss().backward()
         optimizer.step()
     assert loss().item() < 0.85 * first
+
+
+def test_every_variant_runs_on_a_batch_of_the_prepare_loader(tmp_path):
+    """Part 8: the facade takes a batch exactly as glg.data's loader delivers it."""
+    from _prepare_data import write_dataset
+
+    from glg.config import PrepareConfig
+    from glg.data import TrainingPairs, iterate_pairs
+    from glg.prepare import prepare, read_identities
+
+    frames, annotations = write_dataset(tmp_path, identities=4, clips=2, frames=6, side=96)
+    prepare(frames, annotations, tmp_path / "prepared",
+            PrepareConfig(size=S, unseen_identities=1, test_clips=1, known_identities=3,
+                          self_pairs=4, unseen_pairs=0, known_pairs=4), seed=0)
+    identities = len(read_identities(tmp_path / "prepared")[0])
+    pairs = TrainingPairs(tmp_path / "prepared", seed=0, landmarks="lst")
+    batch = next(iterate_pairs(pairs, batch_size=2, workers=0, seed=0))
+    for name in VARIANTS:
+        model = build_model(variant_config(name, tiny()), size=S, identities=identities)
+        out = model(batch)
+        assert out.image.shape == (2, 3, S, S) and torch.isfinite(out.image).all(), name
+        assert [p.shape[-2:] for p in out.parts] == [p.shape[-2:] for p in batch.source_parts]
