@@ -31,6 +31,9 @@ sys.path.insert(0, str(ROOT))
 from glg.config import load_params  # noqa: E402
 from glg.video import extract_videos, read_manifest  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _measure import peak_rss_mib  # noqa: E402
+
 REAL_CLIPS = ROOT.parent / "shared" / "real-clips"
 UNLIMITED = 1_000_000
 
@@ -66,22 +69,6 @@ def ffmpeg_decode_seconds(ffmpeg: str, clips: list[Path]) -> tuple[float, float]
         subprocess.run([ffmpeg, "-v", "error", "-nostdin", "-i", str(clip), "-f", "null", "-"],
                        check=True)
     return time.perf_counter() - started, cpu_seconds() - cpu
-
-
-def peak_rss_mib(command: list[str]) -> tuple[float, float]:
-    """Run a command; its peak RSS (process tree, sampled every 10 ms) in MiB and its seconds."""
-    started = time.perf_counter()
-    process = psutil.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-    peak = 0
-    while process.poll() is None:
-        try:
-            tree = [process, *process.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree))
-        except psutil.Error:
-            pass
-        time.sleep(0.01)
-    assert process.returncode == 0, command
-    return peak / 2**20, time.perf_counter() - started
 
 
 def main() -> None:

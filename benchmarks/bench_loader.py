@@ -5,15 +5,13 @@ each piece, and prepare's wall time and peak memory on a demo-sized dataset.
 
 Builds its data in a temporary folder: 6 identities x 3 clips x `--frames` frames of 256 px
 JPEGs (the demo's shape). Every rate is printed with a reference measured in the same run:
-the loader against the single-process rate, memory against prepare on half the frames.
+the loader against the single-process rate, memory against prepare on a quarter of the frames.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import multiprocessing as mp
-import resource
 import sys
 import tempfile
 import time
@@ -21,36 +19,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.data import DataLoader, default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _prepare_data import write_dataset  # noqa: E402
 
-from glg.config import PrepareConfig  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import peak_rss_mib  # noqa: E402
+
 from glg.data import TrainingPairs, _chw, decode_pair, iterate_pairs  # noqa: E402
 from glg.landmarks import crop_part, draw_heatmap, part_centres, transfer_landmarks  # noqa: E402
 from glg.prepare import prepare  # noqa: E402
 
-CONFIG = PrepareConfig(unseen_identities=2)
-
-
-def _prepare_child(frames: Path, annotations: Path, out: Path, queue: mp.Queue) -> None:
-    started = time.perf_counter()
-    prepare(frames, annotations, out, CONFIG, seed=0)
-    queue.put((time.perf_counter() - started,
-               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
-
-
 def timed_prepare(root: Path, frames_per_clip: int) -> tuple[float, float, int]:
-    """(wall s, peak RSS MiB, frames) of prepare in a fresh process on a new demo-shaped set."""
+    """(wall s, peak RSS MiB, frames) of the prepare stage in a fresh process on a new
+    demo-shaped set (6 identities x 3 clips of 256 px JPEG frames)."""
     frames, annotations = write_dataset(root, identities=6, clips=3, frames=frames_per_clip,
                                         side=256, photo=True)
-    queue: mp.Queue = mp.get_context("fork").Queue()
-    child = mp.get_context("fork").Process(target=_prepare_child,
-                                           args=(frames, annotations, root / "prepared", queue))
-    child.start()
-    wall, peak = queue.get()
-    child.join()
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump({"prepare": {"unseen_identities": 2}}))
+    peak, wall = peak_rss_mib([sys.executable, "-m", "stages.prepare", "--frames", str(frames),
+                               "--annotations", str(annotations), "--out",
+                               str(root / "prepared"), "--params", str(params)])
     return wall, peak, 6 * 3 * frames_per_clip
 
 
@@ -120,7 +111,7 @@ def main() -> None:
         tmp = Path(tmp)
         (tmp / "half").mkdir()
         (tmp / "full").mkdir()
-        wall_half, peak_half, n_half = timed_prepare(tmp / "half", args.frames // 2)
+        wall_half, peak_half, n_half = timed_prepare(tmp / "half", args.frames // 4)
         wall, peak, n = timed_prepare(tmp / "full", args.frames)
         print(f"prepare: {n} frames in {wall:.2f} s ({n / wall:.0f} frames/s), peak RSS "
               f"{peak:.0f} MiB; on {n_half} frames {wall_half:.2f} s, {peak_half:.0f} MiB "

@@ -447,9 +447,10 @@ def _clamp(asked: int, available: int, key: str, what: str, notes: list[str]) ->
 
 
 def _note(notes: list[str], message: str) -> None:
-    """Record a skip or clamp for `summary.json` and the log."""
-    notes.append(message)
-    log.info(message)
+    """Record a skip or clamp for `summary.json` and the log, once however often it happens."""
+    if message not in notes:
+        notes.append(message)
+        log.info(message)
 
 
 def _groups(frames: pd.DataFrame, mask, by: list[str]) -> list[tuple[tuple, np.ndarray]]:
