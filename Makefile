@@ -6,7 +6,8 @@ RUN := $(UV) run --no-sync
 .PHONY: demo test sync bench
 
 sync:
-	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --user --quiet uv \
+		|| python3 -m pip install --quiet uv  # --user is refused inside a virtualenv
 	$(UV) sync --locked --all-extras
 
 demo: sync
