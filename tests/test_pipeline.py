@@ -1,0 +1,52 @@
+"""dvc.yaml against the code: each stage depends on exactly the params it reads and the glg
+modules it imports, so a training param never re-runs extraction."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def glg_modules(path: Path, seen: set[Path]) -> set[Path]:
+    """The glg source files a module imports, transitively (config and errors excluded: every
+    stage shares them and their params are tracked as params)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+        names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module == "glg":
+            names += [f"glg.{a.name}" for a in node.names]
+        for name in names:
+            if not name.startswith("glg") or name in ("glg.config", "glg.errors", "glg"):
+                continue
+            file = ROOT / (name.replace(".", "/") + ".py")
+            file = file if file.exists() else ROOT / name.replace(".", "/") / "__init__.py"
+            if file.exists() and file not in seen:
+                seen.add(file)
+                glg_modules(file, seen)
+    return seen
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_params_are_exactly_what_it_reads(name):
+    source = (ROOT / "stages" / f"{name}.py").read_text()
+    read = set(re.findall(r'load_params\("(\w+)"', source))
+    if "${data.videos}" in STAGES[name]["cmd"]:
+        read.add("data.videos")
+    assert set(STAGES[name]["params"]) == read
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_depends_on_its_file_and_every_glg_module_it_imports(name):
+    stage_file = ROOT / "stages" / f"{name}.py"
+    deps = {ROOT / d for d in STAGES[name]["deps"] if not d.startswith("${")}
+    code = {d for d in deps if d.suffix == ".py"}
+    expected = {stage_file} | glg_modules(stage_file, set())
+    if name == "extract":  # imported by the worker processes' fork server, by name
+        expected |= glg_modules(ROOT / "glg" / "_extract_preload.py", set()) | {
+            ROOT / "glg" / "_extract_preload.py"}
+    assert code == expected
