@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from glg.config import load_params  # noqa: E402
-from glg.video import extract_videos, read_manifest  # noqa: E402
+from glg.frames import read_manifest  # noqa: E402
+from glg.video import extract_videos  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _measure import peak_rss_mib  # noqa: E402

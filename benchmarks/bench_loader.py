@@ -30,7 +30,7 @@ from _measure import peak_rss_mib  # noqa: E402
 
 from glg.data import TrainingPairs, _chw, decode_pair, iterate_pairs  # noqa: E402
 from glg.landmarks import crop_part, draw_heatmap, part_centres, transfer_landmarks  # noqa: E402
-from glg.prepare import prepare  # noqa: E402
+
 
 def timed_prepare(root: Path, frames_per_clip: int) -> tuple[float, float, int]:
     """(wall s, peak RSS MiB, frames) of the prepare stage in a fresh process on a new

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from glg import video
+from glg import frames as frame_store
 from glg.config import PrepareConfig
 from glg.errors import GlgError
 from glg.landmarks import (
@@ -177,7 +177,7 @@ def write_shards(frames_dir: Path, annotations: pd.DataFrame, out_dir: Path,
             landmarks = landmarks_from_table(rows)  # (F, 68, 2), pixels of the stored frame
             found = set()
             try:
-                for index, image in video.iter_clip(frames_dir, identity, clip):
+                for index, image in frame_store.iter_clip(frames_dir, identity, clip):
                     position = wanted.get(index)
                     if position is None:
                         continue

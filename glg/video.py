@@ -1,8 +1,8 @@
-"""Frame extraction and the frame store: decode, find the face, crop, resize, store; read back.
+"""Frame extraction: decode, find the face, crop, resize, and store into the frame store.
 
 The `extract` stage (issue 2, part 5) turns every video under `data.videos` into square face
 crops of `extract.size` px (256, the size VoxCeleb1 and CelebV come in, paper Sec IV-A) kept in
-a few Parquet shards of JPEG bytes plus `manifest.parquet`, one row per stored frame.
+the frame store (`glg.frames`: a few Parquet shards of JPEG bytes plus `manifest.parquet`).
 
 Conventions, stated once: frames in numpy are RGB uint8 `(H, W, 3)`; OpenCV's BGR exists only
 inside the decoding and JPEG helpers. A crop box is `(crop_x0, crop_y0, crop_size)` in source
@@ -25,10 +25,9 @@ import multiprocessing.pool
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -38,44 +37,12 @@ from tqdm import tqdm
 
 from glg.config import ExtractConfig
 from glg.errors import GlgError
-
-if TYPE_CHECKING:
-    import pandas as pd  # imported lazily by pyarrow's to_pandas; spawned workers skip it
+from glg.frames import (MANIFEST, PART_SCHEMA, ROW_GROUP_FRAMES, SHARD_GLOB, StoreWriter,
+                        encode_bgr)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
-MANIFEST = "manifest.parquet"
 SKIPPED = "skipped.csv"
-SHARD_GLOB = "shard-*.parquet"
 PARTS = ".parts"  # workers' temporary per-clip files, removed when the run ends
-# Frames per Parquet row group: a clip of up to this many frames (the default max_frames) is
-# one row group, so reading it back is one read; a longer clip streams through in several.
-ROW_GROUP_FRAMES = 250
-
-MANIFEST_SCHEMA = pa.schema([
-    ("identity", pa.string()),
-    ("video", pa.string()),
-    ("frame", pa.int32()),  # index of the stored frame within its clip, 0-based
-    ("source_frame", pa.int32()),  # index of that frame in the decoded source video, 0-based
-    ("timestamp", pa.float64()),  # s, source_frame / source fps
-    ("crop_x0", pa.float32()),  # crop box in source pixels
-    ("crop_y0", pa.float32()),
-    ("crop_size", pa.float32()),
-    ("source", pa.string()),  # path relative to data.videos, '/' separators
-    ("shard", pa.string()),  # file name of the shard holding the JPEG bytes
-    ("row_group", pa.int32()),  # the row group holding the frame in that shard
-    ("row", pa.int32()),  # the frame's row within that row group
-])
-SHARD_SCHEMA = pa.schema([
-    ("identity", pa.string()),
-    ("video", pa.string()),
-    ("frame", pa.int32()),
-    ("jpeg", pa.binary()),
-])
-_PART_SCHEMA = pa.schema([("jpeg", pa.binary())])
-# Written with fixed settings and no pandas metadata, so equal inputs give equal bytes.
-_PARQUET_OPTIONS = dict(version="2.6", use_dictionary=False, write_statistics=False,
-                        data_page_version="1.0")
-
 
 # --- finding the clips -----------------------------------------------------------------------
 
@@ -277,16 +244,6 @@ def crop_frame(image: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.
     return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    return _encode_bgr(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), quality)
-
-
-def _encode_bgr(bgr: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return buf.tobytes()
-
-
 # --- one clip --------------------------------------------------------------------------------
 
 
@@ -325,9 +282,9 @@ def extract_clip(clip: Clip, config: ExtractConfig, part: Path) -> ClipFrames:
         else:
             crops = _tracked_crops(clip, config, result)
         stored, chunk = 0, []
-        with pq.ParquetWriter(part, _PART_SCHEMA, compression="none") as writer:
+        with pq.ParquetWriter(part, PART_SCHEMA, compression="none") as writer:
             for crop in crops:
-                chunk.append(_encode_bgr(crop, config.jpeg_quality))
+                chunk.append(encode_bgr(crop, config.jpeg_quality))
                 stored += 1
                 if len(chunk) == ROW_GROUP_FRAMES:
                     writer.write_table(pa.table({"jpeg": pa.array(chunk, pa.binary())}))
@@ -482,7 +439,7 @@ def extract_videos(videos: Path, out: Path, config: ExtractConfig,
     for stale in [*out.glob(SHARD_GLOB), out / MANIFEST, out / SKIPPED]:
         stale.unlink(missing_ok=True)
 
-    writer = _StoreWriter(out, config.shard_mb)
+    writer = StoreWriter(out, config.shard_mb)
     skipped: list[tuple[str, str]] = []
     decoded = 0
     bar = tqdm(desc="extract", unit="frame", file=sys.stderr, disable=not progress,
@@ -500,7 +457,8 @@ def extract_videos(videos: Path, out: Path, config: ExtractConfig,
                 tqdm.write(f"skipped {source}: {result.skipped}", file=sys.stderr)
                 skipped.append((source, result.skipped))
             else:
-                writer.add(result)
+                writer.add(result.clip.identity, result.clip.video, result.clip.source,
+                           result.part, result.source_frames, result.timestamps, result.boxes)
             decoded += result.decoded
             bar.update(result.decoded)
     finally:
@@ -519,97 +477,6 @@ def extract_videos(videos: Path, out: Path, config: ExtractConfig,
                           skipped=len(skipped), seconds=time.perf_counter() - started)
 
 
-class _StoreWriter:
-    """Appends clips to Parquet shards (`ROW_GROUP_FRAMES` frames a row group, a clip never
-    split over two shards, a new shard past `shard_mb`) and collects the manifest."""
-
-    def __init__(self, out: Path, shard_mb: float):
-        self.out, self.limit = out, shard_mb * 2**20
-        self.shard_index, self.shard_bytes, self.row_groups = -1, 0, 0
-        self.writer: pq.ParquetWriter | None = None
-        self.manifest: list[pa.Table] = []
-        self.clips = self.frames = 0
-
-    def _roll(self) -> None:
-        if self.writer:
-            self.writer.close()
-        self.shard_index += 1
-        self.shard_bytes = self.row_groups = 0
-        self.writer = pq.ParquetWriter(self.out / self.shard_name, SHARD_SCHEMA,
-                                       compression="none", **_PARQUET_OPTIONS)
-
-    @property
-    def shard_name(self) -> str:
-        return f"shard-{self.shard_index:05d}.parquet"
-
-    def add(self, result: ClipFrames) -> None:
-        """Copy a worker's part file into the shard one row group at a time, then delete it."""
-        if self.writer is None or self.shard_bytes >= self.limit:
-            self._roll()
-        clip, part, start = result.clip, pq.ParquetFile(result.part), 0
-        boxes = result.boxes.astype(np.float32)
-        for group in range(part.num_row_groups):
-            jpeg = part.read_row_group(group).column("jpeg")
-            k = len(jpeg)
-            frames = np.arange(start, start + k, dtype=np.int32)
-            self.writer.write_table(pa.table({
-                "identity": pa.array([clip.identity] * k, pa.string()),
-                "video": pa.array([clip.video] * k, pa.string()),
-                "frame": frames,
-                "jpeg": jpeg,
-            }, schema=SHARD_SCHEMA), row_group_size=k)
-            self.manifest.append(pa.table({
-                "identity": pa.array([clip.identity] * k, pa.string()),
-                "video": pa.array([clip.video] * k, pa.string()),
-                "frame": frames,
-                "source_frame": pa.array(result.source_frames[start:start + k], pa.int32()),
-                "timestamp": pa.array(result.timestamps[start:start + k], pa.float64()),
-                "crop_x0": pa.array(boxes[start:start + k, 0]),
-                "crop_y0": pa.array(boxes[start:start + k, 1]),
-                "crop_size": pa.array(boxes[start:start + k, 2]),
-                "source": pa.array([clip.source] * k, pa.string()),
-                "shard": pa.array([self.shard_name] * k, pa.string()),
-                "row_group": pa.array(np.full(k, self.row_groups, np.int32)),
-                "row": pa.array(np.arange(k, dtype=np.int32)),
-            }, schema=MANIFEST_SCHEMA))
-            self.shard_bytes += jpeg.nbytes
-            self.row_groups += 1
-            start += k
-        assert start == len(result.source_frames), (clip.source, start)
-        result.part.unlink()
-        self.clips += 1
-        self.frames += start
-
-    def close(self) -> None:
-        if self.writer:
-            self.writer.close()
-        table = pa.concat_tables(self.manifest) if self.manifest else MANIFEST_SCHEMA.empty_table()
-        pq.write_table(table, self.out / MANIFEST, compression="zstd", **_PARQUET_OPTIONS)
-
-
-def write_store(out: str | Path, clips: Iterable[tuple[str, str, Sequence[np.ndarray]]],
-                quality: int | None = 95, fps: float = 25.0) -> None:
-    """A frame store in `out` from in-memory clips `(identity, video, RGB frames)`, the same
-    layout `extract_videos` writes; crop boxes are the whole frame. `quality=None` stores the
-    frames losslessly (PNG bytes), for tests that compare pixels."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    store = _StoreWriter(out, shard_mb=256)
-    for identity, name, frames in clips:
-        part = out / f".part-{store.clips:06d}.parquet"
-        with pq.ParquetWriter(part, _PART_SCHEMA, compression="none") as writer:
-            data = [_encode_jpeg(f, quality) if quality is not None
-                    else cv2.imencode(".png", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes()
-                    for f in frames]
-            for start in range(0, len(data), ROW_GROUP_FRAMES):
-                writer.write_table(pa.table({"jpeg": pa.array(data[start:start + ROW_GROUP_FRAMES],
-                                                              pa.binary())}))
-        n, side = len(frames), frames[0].shape[0]
-        store.add(ClipFrames(Clip(Path(f"{identity}/{name}.mp4"), f"{identity}/{name}.mp4",
-                                  identity, name),
-                             source_frames=list(range(n)), timestamps=[f / fps for f in range(n)],
-                             boxes=np.tile(np.float32([0, 0, side]), (n, 1)), part=part))
-    store.close()
 
 
 def _write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
@@ -619,74 +486,3 @@ def _write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
         writer.writerows(sorted(skipped))
 
 
-# --- reading the store back ------------------------------------------------------------------
-
-
-def read_manifest(frames_dir: str | Path) -> pd.DataFrame:
-    """The frame store's manifest, one row per stored frame (columns: `MANIFEST_SCHEMA`)."""
-    path = Path(frames_dir) / MANIFEST
-    if not path.is_file():
-        raise GlgError(f"{path}: frame manifest not found (run the extract stage)")
-    return pq.read_table(path).to_pandas()
-
-
-def iter_clip(frames_dir: str | Path, identity: str,
-              video: str) -> Iterator[tuple[int, np.ndarray]]:
-    """A stored clip's frames in order: `(frame index, RGB uint8 (size, size, 3))`."""
-    jpegs = _clip_jpegs(Path(frames_dir).resolve(), identity, video)
-    for frame, data in enumerate(jpegs):
-        yield frame, _decode_jpeg(data)
-
-
-def read_frame(frames_dir: str | Path, identity: str, video: str, frame: int) -> np.ndarray:
-    """One stored frame by key: RGB uint8 `(size, size, 3)`."""
-    jpegs = _clip_jpegs(Path(frames_dir).resolve(), identity, video)
-    if not 0 <= frame < len(jpegs):
-        raise GlgError(f"{frames_dir}: {identity}/{video} has frames 0..{len(jpegs) - 1}, "
-                       f"not {frame}")
-    return _decode_jpeg(jpegs[frame])
-
-
-def _decode_jpeg(data: bytes) -> np.ndarray:
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _clip_jpegs(frames_dir: Path, identity: str, video: str) -> list[bytes]:
-    manifest = frames_dir / MANIFEST
-    if not manifest.is_file():
-        raise GlgError(f"{manifest}: frame manifest not found (run the extract stage)")
-    stat = manifest.stat()
-    index = _clip_index(manifest, stat.st_mtime_ns, stat.st_size)
-    if (identity, video) not in index:
-        raise GlgError(f"{frames_dir}: no clip {identity}/{video} in the frame store")
-    shard, groups = index[identity, video]
-    return _row_groups(frames_dir / shard, groups, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _clip_index(manifest: Path, mtime_ns: int,
-                size: int) -> dict[tuple[str, str], tuple[str, tuple[int, ...]]]:
-    """(identity, video) -> (shard, its row groups in order), cached per manifest version."""
-    columns = pq.read_table(manifest, columns=["identity", "video", "shard", "row_group"])
-    index: dict[tuple[str, str], tuple[str, tuple[int, ...]]] = {}
-    for i, v, s, g in zip(*(columns.column(k).to_pylist() for k in columns.column_names)):
-        shard, groups = index.setdefault((i, v), (s, ()))
-        if not groups or groups[-1] != g:
-            index[i, v] = (shard, groups + (g,))
-    return index
-
-
-@functools.lru_cache(maxsize=4)
-def _row_groups(shard: Path, groups: tuple[int, ...], version: int) -> list[bytes]:
-    """One clip's JPEG bytes: one row-group read (clips up to `ROW_GROUP_FRAMES`), the last
-    few clips kept."""
-    return _parquet_file(shard, version).read_row_groups(list(groups), columns=["jpeg"]).column(
-        "jpeg").to_pylist()
-
-
-@functools.lru_cache(maxsize=16)
-def _parquet_file(shard: Path, version: int) -> pq.ParquetFile:
-    if not shard.is_file():
-        raise GlgError(f"{shard}: frame shard listed in the manifest is missing")
-    return pq.ParquetFile(shard)

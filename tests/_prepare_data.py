@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from glg import video
+from glg.frames import write_store
 from glg.landmarks import AU_PRESENCE, AU_SCORE, MEAN_FACE_3D, X_COLUMNS, Y_COLUMNS
 
 
@@ -59,7 +59,7 @@ def write_dataset(root: Path, identities: int = 4, clips: int = 2, frames: int =
                 rows.append(row)
             clip_frames.append((identity, name, images))
     # JPEG (95) as extract stores them when `photo`, else lossless so tests can compare colours.
-    video.write_store(frames_dir, clip_frames, quality=95 if photo else None)
+    write_store(frames_dir, clip_frames, quality=95 if photo else None)
     write_annotations(annotations_dir, pd.DataFrame(rows))
     return frames_dir, annotations_dir
 

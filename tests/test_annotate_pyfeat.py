@@ -98,7 +98,7 @@ def test_cached_weights_are_found(tmp_path):
 def test_stage_with_pyfeat_and_no_weights_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(pyfeat, "cache_dir", lambda: tmp_path / "cache")
     (tmp_path / "frames").mkdir()
-    from glg.video import MANIFEST, MANIFEST_SCHEMA
+    from glg.frames import MANIFEST, MANIFEST_SCHEMA
     import pyarrow.parquet as pq
 
     pq.write_table(MANIFEST_SCHEMA.empty_table(), tmp_path / "frames" / MANIFEST)

@@ -11,7 +11,8 @@ import skimage.data
 import yaml
 from typer.testing import CliRunner
 
-from glg.video import detect_faces, iter_clip, read_frame, read_manifest
+from glg.frames import iter_clip, read_frame, read_manifest
+from glg.video import detect_faces
 from stages.extract import app
 
 FACE_WINDOW = skimage.data.astronaut()[:256, 96:352]  # face at about x 66..182, y 72..189

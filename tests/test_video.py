@@ -10,8 +10,8 @@ import skimage.data
 from glg import video
 from glg.config import ExtractConfig
 from glg.errors import GlgError
+from glg.frames import MANIFEST_SCHEMA, iter_clip, read_frame, read_manifest
 from glg.video import (
-    MANIFEST_SCHEMA,
     fixed_box,
     smoothing_reach,
     clip_key,
@@ -21,9 +21,6 @@ from glg.video import (
     extract_videos,
     face_centre,
     find_clips,
-    iter_clip,
-    read_frame,
-    read_manifest,
     sample_frames,
 )
 

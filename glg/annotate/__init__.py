@@ -158,7 +158,7 @@ def _init_worker(config: AnnotateConfig) -> None:
 def _annotate_one(job: tuple[str, str, str, int]) -> tuple[str, str, pa.Table,
                                                           np.ndarray | None, str | None]:
     """One clip's rows; a clip that cannot be read becomes `n` failed rows and a reason."""
-    from glg.video import iter_clip
+    from glg.frames import iter_clip
 
     frames_dir, identity, video, n = job
     try:
@@ -200,7 +200,7 @@ def annotate(frames_dir: str | Path, out_dir: str | Path, config: AnnotateConfig
     Clips run in sorted order, in parallel; rows stream into shards of `config.shard_rows`
     rows, so memory does not grow with the dataset. Failed frames stay, `success=False`.
     """
-    from glg.video import read_manifest
+    from glg.frames import read_manifest
 
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
     manifest = read_manifest(frames_dir)
@@ -345,7 +345,7 @@ def run(frames_dir: str | Path, out_dir: str | Path, metrics_path: str | Path,
         config: AnnotateConfig, ground_truth: str | Path | None = None,
         progress: bool = True) -> dict:
     """The whole stage: annotate, then score against ground truth when there is one."""
-    from glg.video import read_manifest
+    from glg.frames import read_manifest
 
     frames_dir = Path(frames_dir)
     if not frames_dir.is_dir():
@@ -381,7 +381,7 @@ def run(frames_dir: str | Path, out_dir: str | Path, metrics_path: str | Path,
 
 def _frame_size(frames_dir: Path, manifest: pd.DataFrame) -> int:
     """Side of the stored square frames, read from the first one."""
-    from glg.video import read_frame
+    from glg.frames import read_frame
 
     if manifest.empty:
         return 0
