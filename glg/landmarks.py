@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from glg.errors import GlgError
+
 N_LANDMARKS = 68
 
 # The paper's 18 action units (Sec III-B-2; the OpenFace set: thesis Ch. 3.3).
@@ -223,7 +225,6 @@ def draw_heatmap(landmarks: np.ndarray, size: int, as_uint8: bool = False) -> np
 
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.shape != (N_LANDMARKS, 2) or not np.isfinite(landmarks).all():
-        from glg.errors import GlgError
         raise GlgError(f"landmarks: expected finite (68, 2) pixels, got shape {landmarks.shape}")
     scale = 1 << _SUBPIXEL_BITS
     canvas = np.zeros((size, size), dtype=np.uint8)
@@ -267,7 +268,6 @@ def crop_origin(centre: np.ndarray, height: int, width: int) -> tuple[int, int]:
 def crop_part(image: np.ndarray, centre: np.ndarray, height: int, width: int) -> np.ndarray:
     """(height, width, ...) window of an (H, W, ...) image centred on (x, y), zero-padded."""
     if not np.isfinite(np.asarray(centre, dtype=np.float64)).all():
-        from glg.errors import GlgError
         raise GlgError(f"part centre: expected finite (x, y) pixels, got {tuple(centre)}")
     x0, y0 = crop_origin(centre, height, width)
     out = np.zeros((height, width) + image.shape[2:], dtype=image.dtype)

@@ -125,6 +125,19 @@ class DlibBackend:
         shape = self.predictor(gray, rect)
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
+    def follow(self, gray: np.ndarray, track: np.ndarray,
+               box_from_points: np.ndarray) -> tuple[np.ndarray | None, float]:
+        """Fit in the box the previous landmarks `track` give; (landmarks, confidence), or
+        (None, 0) when the fit is no longer a face of about the previous size."""
+        fitted = self.fit(gray, _box_from_track(track, box_from_points))
+        ratio = float(interocular(fitted) / max(float(interocular(track)), 1e-6))
+        if not 1 / MAX_SCALE_CHANGE < ratio < MAX_SCALE_CHANGE:
+            return None, 0.0
+        residual = shape_residual(fitted)
+        if residual >= MAX_SHAPE_RESIDUAL:
+            return None, 0.0
+        return fitted, _shape_confidence(residual)
+
     # --- per clip ------------------------------------------------------------------------
 
     def annotate_clip(self, frames: Iterable[tuple[int, np.ndarray]]) -> ClipResult:
@@ -140,23 +153,20 @@ class DlibBackend:
             h, w = gray.shape
             landmarks, score = None, 0.0
             if track is not None and since_detect < self.redetect_every:
-                fitted = self.fit(gray, _box_from_track(track, box_from_points))
-                if _plausible(fitted, track):
-                    landmarks, score = fitted, _shape_confidence(fitted)
+                landmarks, score = self.follow(gray, track, box_from_points)
             if landmarks is None:  # due for detection, or the track was lost
                 found = self.detect(gray)
                 since_detect = 0
                 if found is not None:
                     rect, det_score = found
                     fitted = self.fit(gray, rect)
-                    if shape_residual(fitted) < MAX_SHAPE_RESIDUAL:
+                    residual = shape_residual(fitted)
+                    if residual < MAX_SHAPE_RESIDUAL:
                         landmarks = fitted
-                        score = min(_shape_confidence(fitted), _sigmoid(det_score))
+                        score = min(_shape_confidence(residual), _sigmoid(det_score))
                         box_from_points = _relative_box(rect, fitted)
                 elif track is not None:  # a face the detector misses now but the track holds
-                    fitted = self.fit(gray, _box_from_track(track, box_from_points))
-                    if _plausible(fitted, track):
-                        landmarks, score = fitted, _shape_confidence(fitted)
+                    landmarks, score = self.follow(gray, track, box_from_points)
             since_detect += 1
             index.append(i)
             if landmarks is None:
@@ -210,9 +220,10 @@ def _sigmoid(x: float) -> float:
     return float(1.0 / (1.0 + np.exp(-x)))
 
 
-def _shape_confidence(landmarks: np.ndarray) -> float:
-    """1 for a fit identical to the mean face shape, falling to 0 at the loss threshold."""
-    return float(np.clip(1.0 - shape_residual(landmarks) / MAX_SHAPE_RESIDUAL, 0.0, 1.0))
+def _shape_confidence(residual: float) -> float:
+    """1 for a fit identical to the mean face shape (`shape_residual` 0), falling to 0 at the
+    loss threshold."""
+    return float(np.clip(1.0 - residual / MAX_SHAPE_RESIDUAL, 0.0, 1.0))
 
 
 def _eye_mid(landmarks: np.ndarray) -> np.ndarray:
@@ -235,10 +246,3 @@ def _box_from_track(track: np.ndarray, relative: np.ndarray) -> dlib.rectangle:
     cx, cy = _eye_mid(track) + relative[:2] * side
     return dlib.rectangle(int(round(cx - side / 2)), int(round(cy - side / 2)),
                           int(round(cx + side / 2)), int(round(cy + side / 2)))
-
-
-def _plausible(fitted: np.ndarray, previous: np.ndarray) -> bool:
-    """Whether a tracked fit is still a face of about the previous size."""
-    ratio = float(interocular(fitted) / max(float(interocular(previous)), 1e-6))
-    return (1 / MAX_SCALE_CHANGE < ratio < MAX_SCALE_CHANGE
-            and shape_residual(fitted) < MAX_SHAPE_RESIDUAL)
