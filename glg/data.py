@@ -25,16 +25,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from glg.errors import GlgError
-from glg.landmarks import (
-    AU_PRESENCE,
-    POSE_COLUMNS,
-    crop_part,
-    draw_heatmap,
-    landmarks_from_table,
-    part_centres,
-    transfer_landmarks,
-)
-from glg.prepare import FRAMES, PAIRS, SCENARIOS, read_identities, read_parts
+from glg.landmarks import AU_PRESENCE, POSE_COLUMNS, landmarks_from_table
+from glg.heatmap import draw_heatmap
+from glg.landmark_transfer import transfer_landmarks
+from glg.parts import crop_part, part_centres
+from glg.prepared import FRAMES, PAIRS, SCENARIOS, read_identities, read_parts
 
 LandmarkMode = Literal["driving", "lst"]  # driving landmarks as-is, or Eq. 3 toward the source
 

@@ -27,29 +27,13 @@ import pandas as pd
 from glg import frames as frame_store
 from glg.config import PrepareConfig
 from glg.errors import GlgError
-from glg.landmarks import (
-    AU_PRESENCE,
-    PART_NAMES,
-    PART_POINTS,
-    POSE_COLUMNS,
-    X_COLUMNS,
-    Y_COLUMNS,
-    landmarks_from_table,
-    part_boxes,
-)
+from glg.landmarks import AU_PRESENCE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS, landmarks_from_table
+from glg.parts import PART_NAMES, PART_POINTS, part_boxes
+from glg.prepared import (FRAMES, IDENTITIES, KEY, PAIRS, PARTS, SCENARIOS, SHARD_GLOB, SPLITS,
+                          STAT_COLUMNS, SUMMARY)
 
 log = logging.getLogger(__name__)
 
-FRAMES = "frames.parquet"
-PAIRS = "pairs.parquet"
-IDENTITIES = "identities.parquet"
-PARTS = "parts.json"
-SUMMARY = "summary.json"
-SHARD_GLOB = "frames-*.npy"
-SCENARIOS = ("self", "unseen", "known")
-SPLITS = ("train", "holdout", "test", "unseen")
-KEY = ["identity", "video", "frame"]
-STAT_COLUMNS = tuple(f"{s}_{a}_{i}" for s in ("mean", "std") for a in "xy" for i in range(68))
 
 # Independent random streams, one per decision, so changing one size never reshuffles another.
 _UNSEEN, _TEST_CLIPS, _SELF, _UNSEEN_PAIRS, _KNOWN_PEOPLE, _KNOWN_PAIRS = range(6)
@@ -387,15 +371,6 @@ def part_sizes(frames: pd.DataFrame, config: PrepareConfig) -> dict:
             "parts": parts}
 
 
-def read_parts(prepared_dir: Path) -> tuple[tuple[int, int], ...]:
-    """The (height, width) of each part crop, in PART_NAMES order, from `parts.json`."""
-    path = Path(prepared_dir) / PARTS
-    if not path.is_file():
-        raise GlgError(f"{path}: part sizes not found (run prepare first)")
-    parts = json.loads(path.read_text())["parts"]
-    return tuple((int(parts[p]["height"]), int(parts[p]["width"])) for p in PART_NAMES)
-
-
 def _round_up(value: float, multiple: int, limit: int) -> int:
     return int(min(max(math.ceil(value / multiple), 1) * multiple, limit))
 
@@ -417,17 +392,6 @@ def identity_stats(frames: pd.DataFrame, identities: pd.DataFrame) -> pd.DataFra
         stats[k] = [own[..., 0].mean(0), own[..., 1].mean(0),
                     own[..., 0].std(0), own[..., 1].std(0)]
     return pd.DataFrame(stats.reshape(len(identities), -1), columns=list(STAT_COLUMNS))
-
-
-def read_identities(prepared_dir: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """The identity table and its landmark means and stds, (I, 68, 2) each."""
-    path = Path(prepared_dir) / IDENTITIES
-    if not path.is_file():
-        raise GlgError(f"{path}: identity table not found (run prepare first)")
-    table = pd.read_parquet(path)
-    stats = table[list(STAT_COLUMNS)].to_numpy(np.float64).reshape(len(table), 2, 2, 68)
-    mean, std = stats[:, 0].transpose(0, 2, 1), stats[:, 1].transpose(0, 2, 1)  # (I, 68, 2)
-    return table.drop(columns=list(STAT_COLUMNS)), mean, std
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -27,8 +27,9 @@ import pandas as pd
 
 from glg.config import SynthesizeConfig
 from glg.errors import GlgError
-from glg.landmarks import (AU_IDS, AU_PRESENCE, JAW, LEFT_EYE, MEAN_FACE_3D, MOUTH, NOSE,
-                           POSE_COLUMNS, RIGHT_EYE, X_COLUMNS, Y_COLUMNS, rotation_matrix)
+from glg.landmarks import (AU_IDS, AU_PRESENCE, JAW, LEFT_EYE, MOUTH, NOSE, POSE_COLUMNS, RIGHT_EYE,
+                           X_COLUMNS, Y_COLUMNS, rotation_matrix)
+from glg.mean_face import MEAN_FACE_3D
 from glg.synthetic_render import backward_map, border_points, paint_mouth_and_lids
 
 PORTRAITS = ("astronaut", "grace_hopper")  # identity i is deformed from PORTRAITS[i % 2]

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from glg.frames import write_store
-from glg.landmarks import AU_PRESENCE, AU_SCORE, MEAN_FACE_3D, X_COLUMNS, Y_COLUMNS
+from glg.landmarks import AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS
+from glg.mean_face import MEAN_FACE_3D
 
 
 def face_landmarks(rng: np.random.Generator, side: int, scale: float, jitter: float) -> np.ndarray:

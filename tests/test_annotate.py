@@ -19,8 +19,8 @@ from glg.annotate import (IDENTITY_FILE, SCHEMA_VERSION, ClipResult, accuracy,
 from glg.annotate.aus import GEOMETRIC_AUS, UNMEASURED_AUS, action_units
 from glg.annotate.dlib import DlibBackend, head_pose
 from glg.config import ExtractConfig
-from glg.landmarks import (AU_IDS, AU_PRESENCE, AU_SCORE, MEAN_FACE_3D, X_COLUMNS, Y_COLUMNS,
-                           rotation_matrix)
+from glg.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS, rotation_matrix
+from glg.mean_face import MEAN_FACE_3D
 from glg.synthetic import identity_image, make_identity, render_frame
 from glg.video import extract_videos
 from stages.annotate import app

@@ -10,8 +10,9 @@ from torch.utils.data import default_collate
 from glg.config import PrepareConfig
 from glg.data import EvaluationPairs, Pair, TrainingPairs, iterate_pairs
 from glg.errors import GlgError
-from glg.landmarks import part_centres
-from glg.prepare import FRAMES, prepare, read_parts
+from glg.parts import part_centres
+from glg.prepare import prepare
+from glg.prepared import FRAMES, read_parts
 
 S = 64
 

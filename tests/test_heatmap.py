@@ -3,25 +3,11 @@ import pytest
 from scipy.interpolate import splev, splprep
 
 from glg.errors import GlgError
-from glg.landmarks import (
-    HEATMAP_CURVES,
-    JAW,
-    LEFT_EYE,
-    MEAN_FACE_3D,
-    PART_NAMES,
-    PART_POINTS,
-    RIGHT_BROW,
-    RIGHT_EYE,
-    SPLINE_SAMPLES,
-    centre_on,
-    crop_origin,
-    crop_part,
-    draw_heatmap,
-    part_boxes,
-    spline_curves,
-    style_transfer,
-    transfer_landmarks,
-)
+from glg.landmarks import JAW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE
+from glg.heatmap import HEATMAP_CURVES, SPLINE_SAMPLES, draw_heatmap, spline_curves
+from glg.landmark_transfer import centre_on, style_transfer, transfer_landmarks
+from glg.mean_face import MEAN_FACE_3D
+from glg.parts import PART_NAMES, PART_POINTS, crop_origin, crop_part, part_boxes
 
 S = 224
 

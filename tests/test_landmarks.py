@@ -1,16 +1,8 @@
 import numpy as np
 import pytest
 
-from glg.landmarks import (
-    AU_IDS,
-    MEAN_FACE_3D,
-    NOSE_BRIDGE,
-    RIGHT_EYE,
-    LEFT_EYE,
-    interocular,
-    pose_from_rotation,
-    rotation_matrix,
-)
+from glg.landmarks import AU_IDS, NOSE_BRIDGE, RIGHT_EYE, LEFT_EYE, interocular, pose_from_rotation, rotation_matrix
+from glg.mean_face import MEAN_FACE_3D
 
 NOSE_TIP = NOSE_BRIDGE[-1]
 

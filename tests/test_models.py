@@ -266,7 +266,8 @@ def test_every_variant_runs_on_a_batch_of_the_prepare_loader(tmp_path):
 
     from glg.config import PrepareConfig
     from glg.data import TrainingPairs, iterate_pairs
-    from glg.prepare import prepare, read_identities
+    from glg.prepare import prepare
+    from glg.prepared import read_identities
 
     frames, annotations = write_dataset(tmp_path, identities=4, clips=2, frames=6, side=96)
     prepare(frames, annotations, tmp_path / "prepared",

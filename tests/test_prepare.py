@@ -10,8 +10,10 @@ from typer.testing import CliRunner
 
 from glg.config import PrepareConfig
 from glg.errors import GlgError
-from glg.landmarks import PART_NAMES, landmarks_from_table, part_boxes
-from glg.prepare import FRAMES, IDENTITIES, PAIRS, PARTS, SUMMARY, prepare, read_identities
+from glg.landmarks import landmarks_from_table
+from glg.parts import PART_NAMES, part_boxes
+from glg.prepare import prepare
+from glg.prepared import FRAMES, IDENTITIES, PAIRS, PARTS, SUMMARY, read_identities
 from stages.prepare import app
 
 CONFIG = PrepareConfig(size=32, unseen_identities=2, test_clips=3, known_identities=5,

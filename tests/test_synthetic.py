@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from glg.config import SynthesizeConfig
 from glg.errors import GlgError
-from glg.landmarks import (AU_IDS, AU_PRESENCE, MEAN_FACE_3D, X_COLUMNS, Y_COLUMNS, interocular,
+from glg.landmarks import (AU_IDS, AU_PRESENCE, X_COLUMNS, Y_COLUMNS, interocular,
                            landmarks_from_table, pose_from_rotation, rotation_matrix)
+from glg.mean_face import MEAN_FACE_3D
 from glg.synthetic import (GROUND_TRUTH, MAX_POSE, PRESENT_AT, fit_pose, identity_image,
                            lift_to_3d, make_identity, plan_dataset, predictor_path, project,
                            render_frame, synthesize)

@@ -20,7 +20,8 @@ import numpy as np
 from glg.annotate import ClipResult, empty_result
 from glg.annotate.aus import action_units
 from glg.errors import GlgError
-from glg.landmarks import MEAN_FACE_3D, eye_centres, interocular, pose_from_rotation
+from glg.landmarks import eye_centres, interocular, pose_from_rotation
+from glg.mean_face import MEAN_FACE_3D
 
 # The clip's identity embedding is the descriptor of its most confident face among the first
 # EMBEDDING_WINDOW frames (or its first face after them): one descriptor costs 0.1-0.2 s of a

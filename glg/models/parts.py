@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from glg.config import ModelConfig
-from glg.landmarks import PART_NAMES
+from glg.parts import PART_NAMES
 
 BLANK = -1.0  # the blank of I_p: black in [-1, 1], as the heatmap's black background
 
