@@ -14,7 +14,6 @@ integer coordinates (as OpenCV's remap and dlib); 3D shapes `(N, 3)` in MEAN_FAC
 from __future__ import annotations
 
 import functools
-import importlib.util
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from glg.config import SynthesizeConfig
+from glg.dlib_models import SHAPE_PREDICTOR, model_file
 from glg.errors import GlgError
 from glg.landmarks import (AU_IDS, AU_PRESENCE, JAW, LEFT_EYE, MOUTH, NOSE, POSE_COLUMNS, RIGHT_EYE,
                            X_COLUMNS, Y_COLUMNS, rotation_matrix)
@@ -166,19 +166,6 @@ class Identity:
     gamma: float  # brightness: < 1 brighter, > 1 darker
 
 
-def predictor_path() -> Path:
-    """dlib's 68-point shape predictor shipped by face-recognition-models (never imported: it
-    needs the removed pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise GlgError("face_recognition_models: package not installed (dlib's 68-point model)")
-    folder = Path(spec.submodule_search_locations[0]) / "models"
-    path = folder / "shape_predictor_68_face_landmarks.dat"
-    if not path.is_file():
-        raise GlgError(f"{path}: dlib's 68-point model is missing")
-    return path
-
-
 def portrait_image(name: str) -> np.ndarray:
     """The public-domain portrait `name` as RGB uint8 `(H, W, 3)`."""
     if name == "astronaut":
@@ -198,7 +185,7 @@ def portrait_image(name: str) -> np.ndarray:
 def _predictor():
     import dlib
 
-    return dlib.shape_predictor(str(predictor_path()))
+    return dlib.shape_predictor(str(model_file(SHAPE_PREDICTOR)))
 
 
 @functools.cache

@@ -15,12 +15,13 @@ import yaml
 from typer.testing import CliRunner
 
 from glg.config import SynthesizeConfig
+from glg.dlib_models import SHAPE_PREDICTOR, model_file
 from glg.errors import GlgError
 from glg.landmarks import (AU_IDS, AU_PRESENCE, X_COLUMNS, Y_COLUMNS, interocular,
                            landmarks_from_table, pose_from_rotation, rotation_matrix)
 from glg.mean_face import MEAN_FACE_3D
 from glg.synthetic import (GROUND_TRUTH, MAX_POSE, PRESENT_AT, fit_pose, identity_image,
-                           lift_to_3d, make_identity, plan_dataset, predictor_path, project,
+                           lift_to_3d, make_identity, plan_dataset, project,
                            render_frame, synthesize)
 from stages.synthesize import app
 
@@ -56,7 +57,7 @@ def truth(dataset) -> pd.DataFrame:
 def dlib_model():
     import dlib
 
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path()))
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(model_file(SHAPE_PREDICTOR)))
 
 
 def dlib_landmarks(frame: np.ndarray) -> np.ndarray | None:

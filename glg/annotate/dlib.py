@@ -9,9 +9,7 @@ the paper's poses came from, Sec IV-A); AUs follow the rules in `glg.annotate.au
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterable
-from pathlib import Path
 
 import cv2
 import dlib
@@ -19,7 +17,7 @@ import numpy as np
 
 from glg.annotate import ClipResult, empty_result
 from glg.annotate.aus import action_units
-from glg.errors import GlgError
+from glg.dlib_models import FACE_EMBEDDER, SHAPE_PREDICTOR, model_file
 from glg.landmarks import eye_centres, interocular, pose_from_rotation
 from glg.mean_face import MEAN_FACE_3D
 
@@ -45,15 +43,6 @@ _FLIP_Z = np.diag([1.0, 1.0, -1.0])
 # line (no chin, lips, lids or brows: an open mouth would otherwise read as a pitch change).
 RIGID_POINTS = (*range(27, 36), 36, 39, 42, 45, 0, 1, 2, 14, 15, 16)
 _OBJECT_POINTS = np.ascontiguousarray(MEAN_FACE_3D[list(RIGID_POINTS)] @ _FLIP_Z)  # (K, 3)
-
-
-def model_dir() -> Path:
-    """The folder of dlib model files shipped by the `face-recognition-models` wheel."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise GlgError("face_recognition_models: package not installed (needed by annotate.backend"
-                       "=dlib)")
-    return Path(spec.submodule_search_locations[0]) / "models"
 
 
 def shape_residual(landmarks: np.ndarray) -> float:
@@ -97,17 +86,11 @@ class DlibBackend:
 
     name = "dlib"
 
-    def __init__(self, redetect_every: int = 10, models: Path | None = None):
-        models = Path(models) if models is not None else model_dir()
-        for f in ("shape_predictor_68_face_landmarks.dat",
-                  "dlib_face_recognition_resnet_model_v1.dat"):
-            if not (models / f).is_file():
-                raise GlgError(f"{models / f}: dlib model file missing")
+    def __init__(self, redetect_every: int = 10):
         self.redetect_every = redetect_every
         self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
-        self.embedder = dlib.face_recognition_model_v1(
-            str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+        self.predictor = dlib.shape_predictor(str(model_file(SHAPE_PREDICTOR)))
+        self.embedder = dlib.face_recognition_model_v1(str(model_file(FACE_EMBEDDER)))
 
     # --- per frame -----------------------------------------------------------------------
 
