@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from glg.config import load_params  # noqa: E402
 from glg.frames import read_manifest  # noqa: E402
-from glg.video import extract_videos  # noqa: E402
+from glg.extract import extract  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _measure import peak_rss_mib  # noqa: E402
@@ -93,8 +93,8 @@ def main() -> None:
         for workers in (2, 1):
             out = Path(tmp) / f"frames{workers}"
             cpu = cpu_seconds()
-            summary = extract_videos(REAL_CLIPS, out, dataclasses.replace(config, workers=workers),
-                                     progress=False)
+            summary = extract(REAL_CLIPS, out, dataclasses.replace(config, workers=workers),
+                              progress=False)
             cpu = cpu_seconds() - cpu
             stored = len(read_manifest(out))
             rate = summary.source_frames / summary.seconds

@@ -9,19 +9,16 @@ RGB uint8 `(H, W, 3)`; a clip costs one row-group read, cached.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from glg.errors import GlgError
-
-if TYPE_CHECKING:
-    import pandas as pd  # imported lazily by pyarrow's to_pandas; extract's workers skip it
 
 MANIFEST = "manifest.parquet"
 SHARD_GLOB = "shard-*.parquet"
@@ -49,19 +46,15 @@ SHARD_SCHEMA = pa.schema([
     ("frame", pa.int32()),
     ("jpeg", pa.binary()),
 ])
-PART_SCHEMA = pa.schema([("jpeg", pa.binary())])
+# A spool file: one clip's JPEGs in frame order, written by an extract worker and copied into a
+# shard by `FrameStoreWriter.add`.
+SPOOL_SCHEMA = pa.schema([("jpeg", pa.binary())])
 # Written with fixed settings and no pandas metadata, so equal inputs give equal bytes.
 PARQUET_OPTIONS = dict(version="2.6", use_dictionary=False, write_statistics=False,
                         data_page_version="1.0")
 
 
-
 # --- writing ---------------------------------------------------------------------------------
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    """RGB uint8 -> JPEG bytes at `quality`."""
-    return encode_bgr(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), quality)
 
 
 def encode_bgr(bgr: np.ndarray, quality: int) -> bytes:
@@ -72,7 +65,7 @@ def encode_bgr(bgr: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
-class StoreWriter:
+class FrameStoreWriter:
     """Appends clips to Parquet shards (`ROW_GROUP_FRAMES` frames a row group, a clip never
     split over two shards, a new shard past `shard_mb`) and collects the manifest."""
 
@@ -95,16 +88,16 @@ class StoreWriter:
     def shard_name(self) -> str:
         return f"shard-{self.shard_index:05d}.parquet"
 
-    def add(self, identity: str, video: str, source: str, part: Path,
+    def add(self, identity: str, video: str, source: str, spool: Path,
             source_frames: Sequence[int], timestamps: Sequence[float], boxes: np.ndarray) -> None:
-        """Append one clip: copy its part file (`PART_SCHEMA`, the JPEGs in order) into the
-        shard one row group at a time, then delete it; `boxes` (n, 3) are x0, y0, side."""
+        """Append one clip: copy its spool file (`SPOOL_SCHEMA`) into the shard one row group at
+        a time, then delete it; `boxes` (n, 3) are x0, y0, side."""
         if self.writer is None or self.shard_bytes >= self.limit:
             self._roll()
-        part_file, start = pq.ParquetFile(part), 0
+        spool_file, start = pq.ParquetFile(spool), 0
         boxes = np.asarray(boxes, np.float32)
-        for group in range(part_file.num_row_groups):
-            jpeg = part_file.read_row_group(group).column("jpeg")
+        for group in range(spool_file.num_row_groups):
+            jpeg = spool_file.read_row_group(group).column("jpeg")
             k = len(jpeg)
             frames = np.arange(start, start + k, dtype=np.int32)
             self.writer.write_table(pa.table({
@@ -131,7 +124,7 @@ class StoreWriter:
             self.row_groups += 1
             start += k
         assert start == len(source_frames), (source, start)
-        part.unlink()
+        spool.unlink()
         self.clips += 1
         self.frames += start
 
@@ -140,29 +133,6 @@ class StoreWriter:
             self.writer.close()
         table = pa.concat_tables(self.manifest) if self.manifest else MANIFEST_SCHEMA.empty_table()
         pq.write_table(table, self.out / MANIFEST, compression="zstd", **PARQUET_OPTIONS)
-
-
-def write_store(out: str | Path, clips: Iterable[tuple[str, str, Sequence[np.ndarray]]],
-                quality: int | None = 95, fps: float = 25.0) -> None:
-    """A frame store in `out` from in-memory clips `(identity, video, RGB frames)`, the same
-    layout `extract_videos` writes; crop boxes are the whole frame. `quality=None` stores the
-    frames losslessly (PNG bytes), for tests that compare pixels."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    store = StoreWriter(out, shard_mb=256)
-    for identity, name, frames in clips:
-        part = out / f".part-{store.clips:06d}.parquet"
-        with pq.ParquetWriter(part, PART_SCHEMA, compression="none") as writer:
-            data = [encode_jpeg(f, quality) if quality is not None
-                    else cv2.imencode(".png", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes()
-                    for f in frames]
-            for start in range(0, len(data), ROW_GROUP_FRAMES):
-                writer.write_table(pa.table({"jpeg": pa.array(data[start:start + ROW_GROUP_FRAMES],
-                                                              pa.binary())}))
-        n, side = len(frames), frames[0].shape[0]
-        store.add(identity, name, f"{identity}/{name}.mp4", part, range(n),
-                  [f / fps for f in range(n)], np.tile(np.float32([0, 0, side]), (n, 1)))
-    store.close()
 
 
 # --- reading ---------------------------------------------------------------------------------

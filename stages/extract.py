@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from glg.config import load_params
-from glg.video import extract_videos
+from glg.extract import extract
 from stages._cli import one_line_errors
 
 app = typer.Typer(add_completion=False)
@@ -24,7 +24,7 @@ def main(
 ) -> None:
     """Sample, detect, crop and store every clip's frames (issue 2, part 5)."""
     config = load_params("extract", params)
-    summary = extract_videos(videos, out, config, progress=progress)
+    summary = extract(videos, out, config, progress=progress)
     typer.echo(f"extract: {summary.stored_frames} frames from {summary.stored_clips} of "
                f"{summary.clips} clips ({summary.skipped} skipped) in {summary.seconds:.1f} s, "
                f"{summary.source_frames / summary.seconds:.0f} source frames/s -> {out}")

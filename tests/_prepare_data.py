@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from glg.frames import write_store
+from _frame_store import write_store
 from glg.landmarks import AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS
 from glg.mean_face import MEAN_FACE_3D
 

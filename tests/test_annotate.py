@@ -21,8 +21,9 @@ from glg.annotate.dlib import DlibBackend, head_pose
 from glg.config import ExtractConfig
 from glg.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS, rotation_matrix
 from glg.mean_face import MEAN_FACE_3D
-from glg.synthetic import identity_image, make_identity, render_frame
-from glg.video import extract_videos
+from glg.synthetic.faces import identity_image, make_identity
+from glg.synthetic.render import render_frame
+from glg.extract import extract as extract_videos
 from stages.annotate import app
 
 SIZE = 256

@@ -1,35 +1,26 @@
-"""The extract stage through its CLI: good clips, every bad input of issue 2 part 6, real clips."""
+"""The extract stage: the frame store it writes, its logs, byte-identical reruns, and through its
+CLI every bad input of issue 2 part 6, real clips and the demo clips."""
 
 import csv
+import hashlib
 import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
-import skimage.data
 import yaml
 from typer.testing import CliRunner
 
-from glg.frames import iter_clip, read_frame, read_manifest
-from glg.video import detect_faces
+from _clips import FACE, FACE_WINDOW, panning_face, small_config, write_clip
+from glg.config import SynthesizeConfig
+from glg.errors import GlgError
+from glg.extract import extract
+from glg.face_crop import detect_faces
+from glg.frames import MANIFEST_SCHEMA, iter_clip, read_frame, read_manifest
+from glg.synthetic import synthesize
 from stages.extract import app
-
-FACE_WINDOW = skimage.data.astronaut()[:256, 96:352]  # face at about x 66..182, y 72..189
-FACE = np.array([66, 72, 182, 189])
-
-
-def write_clip(path: Path, frames: list[np.ndarray], fps: float = 25.0, fourcc: str = "mp4v",
-               color: bool = True) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height),
-                             isColor=color)
-    assert writer.isOpened()
-    for frame in frames:
-        writer.write(frame if not color else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
 
 
 def face_on_canvas(width: int, height: int, scale: float = 1.0, x: int = 0, y: int = 0,
@@ -45,8 +36,8 @@ def face_on_canvas(width: int, height: int, scale: float = 1.0, x: int = 0, y: i
     return frames
 
 
-def write_params(folder: Path, **extract) -> Path:
-    values = dict(size=64, max_frames=250, detect_every=2, workers=2, jpeg_quality=90) | extract
+def write_params(folder: Path, **changes) -> Path:
+    values = dict(size=64, max_frames=250, detect_every=2, workers=2, jpeg_quality=90) | changes
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump({"seed": 0, "extract": values}))
     return path
@@ -60,6 +51,117 @@ def run_stage(videos: Path, out: Path, params: Path):
 def skipped_rows(out: Path) -> dict[str, str]:
     with (out / "skipped.csv").open(encoding="utf-8") as f:
         return {row["path"]: row["reason"] for row in csv.DictReader(f)}
+
+
+# --- the stage's function: the store, its logs, byte-identical reruns ------------------------
+
+
+def test_frames_before_the_first_face_are_bounded_then_left_out(tmp_path, capsys):
+    blank = [np.full((320, 320, 3), 90, np.uint8)] * 20
+    frames, _ = panning_face(10)
+    write_clip(tmp_path / "videos" / "a" / "1.mp4", blank + frames)
+    config = small_config(crop="per_frame", detect_every=2)  # holds at most 4 frames
+    summary = extract(tmp_path / "videos", tmp_path / "frames", config, progress=False)
+    assert "a/1.mp4: 16 frames before the first face found were left out" in (
+        capsys.readouterr().err)
+    manifest = read_manifest(tmp_path / "frames")
+    assert summary.stored_frames == len(manifest) == 14  # the last 4 blank frames, the 10 faces
+    assert manifest.source_frame.tolist() == list(range(16, 30))
+    assert manifest.frame.tolist() == list(range(14))
+
+
+@pytest.fixture(scope="module")
+def face_store(tmp_path_factory):
+    """Two panning-face clips (one 30 fps) extracted with default-like settings."""
+    root = tmp_path_factory.mktemp("faces")
+    frames, offsets = panning_face(24)
+    write_clip(root / "videos" / "anna" / "yt1" / "001.mp4", frames)
+    write_clip(root / "videos" / "ben" / "002.mp4", frames[:15], fps=30.0)
+    summary = extract(root / "videos", root / "frames", small_config(), progress=False)
+    return root / "frames", offsets, summary
+
+
+def test_extracted_store_has_the_manifest_schema(face_store):
+    frames_dir, _, summary = face_store
+    manifest = read_manifest(frames_dir)
+    assert list(manifest.columns) == MANIFEST_SCHEMA.names
+    assert pq.read_schema(frames_dir / "manifest.parquet").equals(MANIFEST_SCHEMA)
+    assert summary.stored_clips == 2 and summary.skipped == 0
+    anna = manifest[manifest.identity == "anna"]
+    assert (anna.video == "yt1/001").all() and (anna.source == "anna/yt1/001.mp4").all()
+    assert anna.frame.tolist() == list(range(24)) == anna.source_frame.tolist()
+    ben = manifest[manifest.identity == "ben"]  # 15 frames at 30 fps sampled to 25 fps
+    assert len(ben) == 12 and ben.timestamp.is_monotonic_increasing
+    assert (frames_dir / "skipped.csv").read_text() == "path,reason\n"
+    assert sorted(p.name for p in frames_dir.iterdir()) == ["manifest.parquet",
+                                                            "shard-00000.parquet", "skipped.csv"]
+
+
+def test_crop_box_contains_the_face(face_store):
+    frames_dir, offsets, _ = face_store
+    anna = read_manifest(frames_dir).query("identity == 'anna'")
+    for row, (x, y) in zip(anna.itertuples(), offsets):
+        x0, y0, x1, y1 = FACE + [x, y, x, y]
+        assert row.crop_x0 <= x0 and row.crop_y0 <= y0
+        assert row.crop_x0 + row.crop_size >= x1 and row.crop_y0 + row.crop_size >= y1
+        # centred: the face centre lies near the crop centre
+        centre = np.array([row.crop_x0, row.crop_y0]) + row.crop_size / 2
+        assert np.abs(centre - [(x0 + x1) / 2, (y0 + y1) / 2]).max() < 0.1 * row.crop_size
+
+
+def test_frames_read_back_by_key(face_store):
+    frames_dir, _, _ = face_store
+    frames = list(iter_clip(frames_dir, "anna", "yt1/001"))
+    assert [i for i, _ in frames] == list(range(24))
+    assert frames[5][1].shape == (64, 64, 3) and frames[5][1].dtype == np.uint8
+    assert np.array_equal(read_frame(frames_dir, "anna", "yt1/001", 5), frames[5][1])
+    # the stored crop shows the face: it differs from the flat background (90)
+    assert frames[5][1][24:40, 24:40].std() > 10
+    with pytest.raises(GlgError, match="no clip anna/nope"):
+        read_frame(frames_dir, "anna", "nope", 0)
+    with pytest.raises(GlgError, match="not 24"):
+        read_frame(frames_dir, "anna", "yt1/001", 24)
+
+
+def test_shards_roll_over_and_long_clips_stream_in_row_groups(tmp_path, monkeypatch):
+    monkeypatch.setattr("glg.extract.ROW_GROUP_FRAMES", 4)
+    frames, _ = panning_face(6)
+    for name in ["a/1.mp4", "a/2.mp4", "b/1.mp4"]:
+        write_clip(tmp_path / "videos" / name, frames)
+    out = tmp_path / "frames"
+    extract(tmp_path / "videos", out, small_config(shard_mb=1e-6), progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.parquet", "shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet",
+        "skipped.csv"]  # and no spool files left behind
+    for shard in out.glob("shard-*.parquet"):
+        assert pq.ParquetFile(shard).metadata.num_row_groups == 2  # 6 frames: 4 + 2
+    manifest = read_manifest(out)
+    assert manifest.groupby("shard").identity.first().tolist() == ["a", "a", "b"]
+    assert manifest.query("identity == 'b'").row_group.tolist() == [0] * 4 + [1] * 2
+    clip = list(iter_clip(out, "b", "1"))
+    assert [i for i, _ in clip] == list(range(6))
+    assert np.array_equal(read_frame(out, "b", "1", 5), clip[5][1])
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_reruns_are_byte_identical_whatever_the_workers(tmp_path):
+    frames, _ = panning_face(10)
+    for name in ["a/1.mp4", "a/2.mp4", "b/1.mp4", "c/1.mp4"]:
+        write_clip(tmp_path / "videos" / name, frames[: 6 + len(name)])
+    (tmp_path / "videos" / "c" / "bad.mp4").write_text("not a video")
+    runs = []
+    for run, workers in enumerate([1, 1, 2]):
+        out = tmp_path / f"frames{run}"
+        extract(tmp_path / "videos", out, small_config(workers=workers), progress=False)
+        runs.append(_hashes(out))
+    assert runs[0] == runs[1] == runs[2]
+    assert set(runs[0]) == {"manifest.parquet", "shard-00000.parquet", "skipped.csv"}
+
+
+# --- the stage through its CLI -----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -208,16 +310,13 @@ def test_real_clips_faces_found_and_crop_stable(real_clips, tmp_path):
         # the stored crop shows one face near its middle
         for frame, rgb in iter_clip(tmp_path / "frames", identity, identity):
             if frame % 20 == 0:
-                faces = detect_faces(rgb, 128 * 2)
+                faces = detect_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 128 * 2)
                 assert len(faces) == 1, (identity, frame)
                 cx, cy = (faces[0, :2] + faces[0, 2:]) / 2
                 assert 0.3 * 128 < cx < 0.7 * 128 and 0.3 * 128 < cy < 0.7 * 128
 
 
 def test_demo_clips_ground_truth_lands_on_the_stored_face(tmp_path):
-    from glg.config import SynthesizeConfig
-    from glg.synthetic import synthesize
-
     truth = synthesize(tmp_path / "videos", SynthesizeConfig(identities=1, clips_per_identity=1,
                                                              seconds=1.0, workers=1), seed=0)
     assert (tmp_path / "videos" / "ground_truth.parquet").is_file()  # not a video: ignored
@@ -234,6 +333,6 @@ def test_demo_clips_ground_truth_lands_on_the_stored_face(tmp_path):
     assert xs.min() > 0 and ys.min() > 0 and xs.max() < 128 and ys.max() < 128
     for row, x, y in zip(rows.itertuples(), xs, ys):
         if row.frame % 8 == 0:  # the nose tip (point 30) lies in the face dlib finds there
-            (x0, y0, x1, y1), = detect_faces(read_frame(tmp_path / "frames", row.identity,
-                                                        row.video, row.frame), 256)
+            rgb = read_frame(tmp_path / "frames", row.identity, row.video, row.frame)
+            (x0, y0, x1, y1), = detect_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 256)
             assert x0 < x[30] < x1 and y0 < y[30] < y1

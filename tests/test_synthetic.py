@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import cv2
+import dlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,9 +21,10 @@ from glg.errors import GlgError
 from glg.landmarks import (AU_IDS, AU_PRESENCE, X_COLUMNS, Y_COLUMNS, interocular,
                            landmarks_from_table, pose_from_rotation, rotation_matrix)
 from glg.mean_face import MEAN_FACE_3D
-from glg.synthetic import (GROUND_TRUTH, MAX_POSE, PRESENT_AT, fit_pose, identity_image,
-                           lift_to_3d, make_identity, plan_dataset, project,
-                           render_frame, synthesize)
+from glg.synthetic import GROUND_TRUTH, PRESENT_AT, synthesize
+from glg.synthetic.faces import fit_pose, identity_image, lift_to_3d, make_identity, project
+from glg.synthetic.plans import MAX_POSE, plan_dataset
+from glg.synthetic.render import render_frame
 from stages.synthesize import app
 
 SMALL = SynthesizeConfig(identities=2, clips_per_identity=2, seconds=2.0, workers=1)
@@ -55,8 +57,6 @@ def truth(dataset) -> pd.DataFrame:
 
 @functools.cache
 def dlib_model():
-    import dlib
-
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(model_file(SHAPE_PREDICTOR)))
 
 

@@ -1,0 +1,185 @@
+"""The `extract` stage: every video under `data.videos` -> face crops in the frame store.
+
+Issue 2, part 5: each clip is decoded and sampled (glg/video.py), cropped to square face crops
+of `extract.size` px (glg/face_crop.py; 256, the size VoxCeleb1 and CelebV come in, paper
+Sec IV-A) and JPEG-encoded by a pool of worker processes, each into its own spool file; this
+process then copies the spool files in sorted path order into the frame store (glg/frames.py: a
+few Parquet shards of JPEG bytes plus `manifest.parquet`) and lists the skipped clips with their
+reasons in `skipped.csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import multiprocessing
+import multiprocessing.pool
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from glg.config import ExtractConfig
+from glg.errors import GlgError
+from glg.face_crop import CropCounts, crop_clip
+from glg.frames import (MANIFEST, ROW_GROUP_FRAMES, SHARD_GLOB, SPOOL_SCHEMA, FrameStoreWriter,
+                        encode_bgr)
+from glg.video import Clip, SkipClip, find_clips, sample_frames
+
+SKIPPED = "skipped.csv"
+SPOOL = ".spool"  # the workers' spool files, one per clip, removed when the run ends
+
+# --- one clip --------------------------------------------------------------------------------
+
+
+@dataclass
+class ClipFrames:
+    """What one worker returns for a clip: its spool file and the stored frames' rows, or the
+    reason it was skipped."""
+
+    clip: Clip
+    skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+    decoded: int = 0  # source frames the clip's sampled frames span, for the frames/s figure
+    source_frames: list[int] = field(default_factory=list)  # of the stored frames
+    timestamps: list[float] = field(default_factory=list)
+    boxes: list | np.ndarray = field(default_factory=list)  # (n, 3) x0, y0, side
+    spool: Path | None = None  # the JPEGs (`SPOOL_SCHEMA`), `ROW_GROUP_FRAMES` a row group
+
+
+def extract_clip(clip: Clip, config: ExtractConfig, spool: Path) -> ClipFrames:
+    """Sample, crop and JPEG-encode one clip into the spool file `spool`, streaming; never
+    raises on a bad file: the reason goes to `ClipFrames.skipped`."""
+    result, counts = ClipFrames(clip), CropCounts()
+    frames = functools.partial(sample_frames, clip.path, config.fps, config.max_frames)
+    try:
+        chunk = []
+        with pq.ParquetWriter(spool, SPOOL_SCHEMA, compression="none") as writer:
+            for crop in crop_clip(frames, config, counts):
+                chunk.append(encode_bgr(crop.bgr, config.jpeg_quality))
+                result.source_frames.append(crop.source_frame)
+                result.timestamps.append(crop.timestamp)
+                result.boxes.append(crop.box)
+                if len(chunk) == ROW_GROUP_FRAMES:
+                    writer.write_table(pa.table({"jpeg": pa.array(chunk, pa.binary())}))
+                    chunk = []
+            if chunk:
+                writer.write_table(pa.table({"jpeg": pa.array(chunk, pa.binary())}))
+        if counts.n_sampled == 0:
+            raise SkipClip("no decodable frames")
+        if not counts.n_faces:
+            raise SkipClip(f"no face found in {counts.n_sampled} sampled frames")
+        if counts.most_faces > 1:
+            result.notes.append(f"{counts.most_faces} faces in one frame, kept the largest")
+        if counts.dropped:
+            result.notes.append(f"{counts.dropped} frames before the first face found were left "
+                                f"out")
+        result.boxes = np.array(result.boxes).reshape(-1, 3)
+        result.decoded = counts.last_source_frame + 1
+        result.spool = spool
+    except SkipClip as reason:
+        spool.unlink(missing_ok=True)
+        return ClipFrames(clip, skipped=str(reason))
+    except cv2.error as err:
+        spool.unlink(missing_ok=True)
+        return ClipFrames(clip, skipped=f"decoding failed ({str(err).strip().splitlines()[-1]})")
+    return result
+
+
+def _extract_in_worker(args: tuple[Clip, ExtractConfig, Path]) -> ClipFrames:
+    cv2.setNumThreads(1)  # one process per core: no OpenCV thread oversubscription
+    return extract_clip(*args)
+
+
+def _worker_pool(workers: int) -> multiprocessing.pool.Pool:
+    """Worker processes forked from a clean server that has imported this module and built the
+    face detector once (glg/_extract_preload.py), so a worker starts in milliseconds instead of
+    a second of imports. Not a plain fork of this process: that can inherit a lock held by an
+    OpenCV, dlib or torch thread and hang."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["glg._extract_preload"])
+    return context.Pool(workers)
+
+
+# --- the whole dataset -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExtractSummary:
+    """Counts of one `extract` run."""
+
+    clips: int
+    stored_clips: int
+    stored_frames: int
+    source_frames: int  # source frames the stored clips span (`fixed` decodes them twice)
+    skipped: int
+    seconds: float
+
+
+def extract(videos: Path, out: Path, config: ExtractConfig,
+            progress: bool = True) -> ExtractSummary:
+    """Extract every clip under `videos` into the frame store `out` (Sec IV-A's 256 px crops).
+
+    Clips run in parallel over `config.workers` processes and are written by this process in
+    sorted path order, so the bytes do not depend on scheduling. Bad clips are skipped and
+    listed in `out/skipped.csv`; a dataset with nothing usable raises `GlgError`.
+    """
+    started = time.perf_counter()
+    clips = find_clips(Path(videos))
+    out = Path(out)
+    spools = out / SPOOL
+    shutil.rmtree(spools, ignore_errors=True)
+    spools.mkdir(parents=True)
+    for stale in [*out.glob(SHARD_GLOB), out / MANIFEST, out / SKIPPED]:
+        stale.unlink(missing_ok=True)
+
+    writer = FrameStoreWriter(out, config.shard_mb)
+    skipped: list[tuple[str, str]] = []
+    decoded = 0
+    bar = tqdm(desc="extract", unit="frame", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True)
+    jobs = [(clip, config, spools / f"{i:07d}.parquet") for i, clip in enumerate(clips)]
+    workers = min(config.workers, len(clips))
+    pool = _worker_pool(workers) if workers > 1 else None
+    try:
+        results = pool.imap(_extract_in_worker, jobs) if pool else map(_extract_in_worker, jobs)
+        for result in results:
+            source = result.clip.source
+            for note in result.notes:
+                tqdm.write(f"{source}: {note}", file=sys.stderr)
+            if result.skipped:
+                tqdm.write(f"skipped {source}: {result.skipped}", file=sys.stderr)
+                skipped.append((source, result.skipped))
+            else:
+                writer.add(result.clip.identity, result.clip.video, result.clip.source,
+                           result.spool, result.source_frames, result.timestamps, result.boxes)
+            decoded += result.decoded
+            bar.update(result.decoded)
+    finally:
+        if pool:
+            pool.terminate()
+            pool.join()
+        bar.close()
+        shutil.rmtree(spools, ignore_errors=True)
+    writer.close()
+    _write_skipped(out / SKIPPED, skipped)
+    if writer.frames == 0:
+        raise GlgError(f"{videos}: none of the {len(clips)} videos was usable "
+                       f"(reasons in {out / SKIPPED})")
+    return ExtractSummary(clips=len(clips), stored_clips=writer.clips,
+                          stored_frames=writer.frames, source_frames=decoded,
+                          skipped=len(skipped), seconds=time.perf_counter() - started)
+
+
+def _write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["path", "reason"])
+        writer.writerows(sorted(skipped))
