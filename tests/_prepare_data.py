@@ -8,7 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from glg.annotations import annotation_schema, clear_annotations, write_shard
 from glg.frames import write_store
 from glg.landmarks import AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS
 from glg.mean_face import MEAN_FACE_3D
@@ -66,6 +68,8 @@ def write_dataset(root: Path, identities: int = 4, clips: int = 2, frames: int =
 
 
 def write_annotations(annotations_dir: Path, table: pd.DataFrame) -> None:
-    for old in annotations_dir.glob("part-*.parquet"):
-        old.unlink()
-    table.to_parquet(annotations_dir / "part-00000.parquet", index=False)
+    """`table` as annotate's one shard, typed by the annotation schema (restricted to the
+    columns the table has, so a test can leave one out)."""
+    clear_annotations(annotations_dir)
+    schema = pa.schema([f for f in annotation_schema() if f.name in table.columns])
+    write_shard(annotations_dir, 0, [pa.Table.from_pandas(table, schema, preserve_index=False)])

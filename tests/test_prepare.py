@@ -13,12 +13,13 @@ from glg.errors import GlgError
 from glg.landmarks import landmarks_from_table
 from glg.parts import PART_NAMES, part_boxes
 from glg.prepare import prepare
-from glg.prepared import FRAMES, IDENTITIES, PAIRS, PARTS, SUMMARY, read_identities
+from glg.prepared import (FRAMES, IDENTITIES, PAIRS, PARTS, SUMMARY, frame_shard_path,
+                          read_identities)
 from stages.prepare import app
 
 CONFIG = PrepareConfig(size=32, unseen_identities=2, test_clips=3, known_identities=5,
                        self_pairs=40, unseen_pairs=30, known_pairs=20, part_margin=0.25,
-                       part_multiple=4)
+                       part_multiple=4, shard_frames=16)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +47,9 @@ def test_only_successful_frames_are_kept(prepared):
 def test_stored_frames_are_the_right_ones_resized(prepared):
     root, _ = prepared
     frames = read(root, FRAMES)
+    assert frames["shard"].nunique() > 1
     for row in frames.iloc[::7].itertuples():
-        image = np.load(root / "prepared" / f"frames-{row.shard:03d}.npy", mmap_mode="r")[row.row]
+        image = np.load(frame_shard_path(root / "prepared", row.shard), mmap_mode="r")[row.row]
         i, c = int(row.identity[2:]), int(row.video[4:])
         assert image.shape == (32, 32, 3)
         assert tuple(image[5, 5]) == (40 * i % 256, 60 * c % 256, 20 * row.frame % 256)
@@ -199,10 +201,14 @@ def test_parts_outside_the_frame_and_short_clips_are_skipped(tmp_path):
 def test_missing_frames_in_the_store_are_skipped(tmp_path):
     frames, annotations = write_dataset(tmp_path, identities=2, clips=1, frames=3, side=32)
     table = pd.read_parquet(annotations)
-    extra = table.iloc[:2].assign(video="ghost")
-    write_annotations(annotations, pd.concat([table, extra]))
+    ghost_clip = table.iloc[:2].assign(video="ghost")
+    ghost_frame = table.iloc[:1].assign(frame=7)
+    write_annotations(annotations, pd.concat([table, ghost_clip, ghost_frame]))
     summary = prepare(frames, annotations, tmp_path / "out", CONFIG, seed=0)
-    assert any("id00/ghost unreadable" in n for n in summary["notes"])
+    assert any("clip id00/ghost not in the frame store" in n for n in summary["notes"])
+    assert "3 annotated frames not in the frame store; skipped" in summary["notes"]
+    kept = pd.read_parquet(tmp_path / "out" / FRAMES)
+    assert len(kept) == len(table) and not (kept["video"] == "ghost").any()
 
 
 def test_stage_runs_and_rejects_a_bad_param(tmp_path):
