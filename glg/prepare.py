@@ -18,7 +18,8 @@ from glg import frames as frame_store
 from glg.annotations import read_annotations
 from glg.config import PrepareConfig
 from glg.errors import GlgError
-from glg.landmarks import AU_PRESENCE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS, landmarks_from_table
+from glg.landmarks import (AU_PRESENCE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS, landmarks_from_table,
+                           rescale_points)
 from glg.parts import PART_NAMES, PART_POINTS, part_boxes
 from glg.prepared import (FRAME_SHARD_GLOB, FRAMES, IDENTITIES, KEY, PAIRS, PARTS, SCENARIOS,
                           SPLITS, STAT_COLUMNS, SUMMARY, create_frame_shards)
@@ -94,10 +95,11 @@ def select_frames(frames_dir: Path, annotations: pd.DataFrame, size: int,
     first = manifest.iloc[0]
     side = frame_store.read_frame(frames_dir, first["identity"], first["video"],
                                   int(first["frame"])).shape[0]
-    points = landmarks_from_table(annotations) * (size / side)  # (N, 68, 2)
+    points = rescale_points(landmarks_from_table(annotations), side, size)  # (N, 68, 2)
     part_points = np.concatenate([list(PART_POINTS[p]) for p in PART_NAMES])
     outside = points[:, part_points]
-    inside = ~((outside < 0) | (outside > size)).any(axis=(1, 2))
+    # An S px image spans [-0.5, S - 0.5] (pixel convention: glg.landmarks).
+    inside = ~((outside < -0.5) | (outside > size - 0.5)).any(axis=(1, 2))
     if (in_store & ~inside).any():
         note(notes, f"{int((in_store & ~inside).sum())} frames with eye, nose or mouth "
              "landmarks outside the frame; skipped")

@@ -24,13 +24,15 @@ def face_landmarks(rng: np.random.Generator, side: int, scale: float, jitter: fl
 
 def write_dataset(root: Path, identities: int = 4, clips: int = 2, frames: int = 8,
                   side: int = 64, seed: int = 0, failed: float = 0.0,
-                  photo: bool = False) -> tuple[Path, Path]:
+                  photo: bool = False, marker: bool = False) -> tuple[Path, Path]:
     """A frame store `root/frames` and annotations `root/annotations`; returns both paths.
 
     Identity k's face is `0.3 + 0.02 k` of the frame wide, so identities differ in landmark
     statistics; each frame's colour encodes (identity, clip, frame) for tests that check what
     was stored. With `photo`, frames are a tinted photograph stored as JPEG (95), as extract
-    stores them, for realistic decoding times.
+    stores them, for realistic decoding times. With `marker`, a 2 x 2 white block is painted
+    where the nose tip (point 30) is and the point moved to the block's centre, for tests that
+    check landmarks still mark the same image content after a resize.
     """
     rng = np.random.default_rng(seed)
     if photo:
@@ -51,6 +53,10 @@ def write_dataset(root: Path, identities: int = 4, clips: int = 2, frames: int =
                     image = cv2.addWeighted(picture, 0.8, image, 0.2, 0.0)
                 images.append(image)
                 points = face_landmarks(rng, side, 0.3 + 0.02 * i, 0.02)
+                if marker:
+                    x, y = np.floor(points[30]).astype(int)
+                    image[y:y + 2, x:x + 2] = 255
+                    points[30] = (x + 0.5, y + 0.5)  # pixel centres at integers: glg.landmarks
                 row = {"identity": identity, "video": name, "frame": f,
                        "success": bool(rng.random() >= failed), "confidence": 1.0,
                        "box_x0": 0.0, "box_y0": 0.0, "box_x1": float(side), "box_y1": float(side),

@@ -55,14 +55,17 @@ def test_stored_frames_are_the_right_ones_resized(prepared):
         assert tuple(image[5, 5]) == (40 * i % 256, 60 * c % 256, 20 * row.frame % 256)
 
 
-def test_landmarks_are_rescaled_to_the_prepared_size(prepared):
-    root, _ = prepared
-    annotations = pd.read_parquet(root / "annotations")
-    frames = read(root, FRAMES)
-    merged = frames[["identity", "video", "frame", "x_5", "y_9"]].merge(
-        annotations, on=["identity", "video", "frame"], suffixes=("", "_stored"))
-    np.testing.assert_allclose(merged["x_5"], merged["x_5_stored"] * 32 / 64, rtol=1e-5)
-    np.testing.assert_allclose(merged["y_9"], merged["y_9_stored"] * 32 / 64, rtol=1e-5)
+def test_landmarks_mark_the_same_pixels_after_the_resize(tmp_path):
+    frames_dir, annotations = write_dataset(tmp_path, identities=2, clips=1, frames=4, side=64,
+                                            marker=True)
+    prepare(frames_dir, annotations, tmp_path / "out", CONFIG, seed=0)
+    frames = pd.read_parquet(tmp_path / "out" / FRAMES)
+    for row in frames.itertuples():
+        image = np.load(frame_shard_path(tmp_path / "out", row.shard), mmap_mode="r")[row.row]
+        weight = (image.astype(np.float64) - image[0, 0]).sum(-1)  # the white block, resized
+        ys, xs = np.indices(weight.shape)
+        centroid = (weight * xs).sum() / weight.sum(), (weight * ys).sum() / weight.sum()
+        np.testing.assert_allclose((row.x_30, row.y_30), centroid, atol=0.02)
 
 
 def test_splits_follow_identity_and_clip_rules(prepared):
@@ -188,11 +191,14 @@ def test_parts_outside_the_frame_and_short_clips_are_skipped(tmp_path):
     frames, annotations = write_dataset(tmp_path, identities=3, clips=2, frames=4, side=32)
     table = pd.read_parquet(annotations)
     outside = (table["identity"] == "id00") & (table["video"] == "clip0") & (table["frame"] < 3)
-    table.loc[outside, "x_45"] = 40.0  # a left-eye corner past the right edge
+    table.loc[outside, "x_45"] = 31.6  # a left-eye corner past the right edge (at 31.5)
+    on_edge = (table["identity"] == "id01") & (table["video"] == "clip0") & (table["frame"] == 0)
+    table.loc[on_edge, "x_36"] = -0.5  # a right-eye corner on the left edge
     write_annotations(annotations, table)
     summary = prepare(frames, annotations, tmp_path / "out", CONFIG, seed=0)
     kept = pd.read_parquet(tmp_path / "out" / FRAMES)
     assert not ((kept["identity"] == "id00") & (kept["video"] == "clip0")).any()
+    assert ((kept["identity"] == "id01") & (kept["video"] == "clip0") & (kept["frame"] == 0)).any()
     notes = " | ".join(summary["notes"])
     assert "3 frames with eye, nose or mouth landmarks outside the frame" in notes
     assert "1 clips with fewer than 2 usable frames skipped: id00/clip0" in notes
