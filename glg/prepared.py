@@ -1,6 +1,7 @@
 """The prepared-data format: what `prepare` writes to `data/prepared/` and the loader reads.
 
-- `frames-000.npy` ...: (N, S, S, 3) uint8 RGB frames at S = `prepare.size`, written clip by clip;
+- `frames-000.npy` ...: (N, S, S, 3) uint8 RGB frames at S = `prepare.size`, clip by clip, at
+  most `prepare.shard_frames` a shard (`create_frame_shards`, `frame_shard_path`);
 - `frames.parquet`: one row per usable frame: `identity`, `video`, `frame`, `identity_index`,
   `split` (train / holdout / test / unseen), `shard`, `row`, landmarks `x_i`, `y_i` in pixels
   of the S frame, `pitch`, `yaw`, `roll`, the 18 `AUxx_c`;
@@ -27,11 +28,26 @@ PAIRS = "pairs.parquet"
 IDENTITIES = "identities.parquet"
 PARTS = "parts.json"
 SUMMARY = "summary.json"
-SHARD_GLOB = "frames-*.npy"
+FRAME_SHARD_GLOB = "frames-*.npy"
 SCENARIOS = ("self", "unseen", "known")
 SPLITS = ("train", "holdout", "test", "unseen")
 KEY = ["identity", "video", "frame"]
 STAT_COLUMNS = tuple(f"{s}_{a}_{i}" for s in ("mean", "std") for a in "xy" for i in range(68))
+
+
+def frame_shard_path(prepared_dir: Path, shard: int) -> Path:
+    """The .npy file of frame shard `shard`."""
+    return Path(prepared_dir) / f"frames-{shard:03d}.npy"
+
+
+def create_frame_shards(prepared_dir: Path, count: int, size: int,
+                        per_shard: int) -> list[np.ndarray]:
+    """Memory-mapped (rows, S, S, 3) uint8 shards at their final sizes for `count` frames:
+    frame i goes to row i % per_shard of shard i // per_shard."""
+    return [np.lib.format.open_memmap(frame_shard_path(prepared_dir, k), mode="w+",
+                                      dtype=np.uint8,
+                                      shape=(min(per_shard, count - start), size, size, 3))
+            for k, start in enumerate(range(0, count, per_shard))]
 
 
 def read_parts(prepared_dir: Path) -> tuple[tuple[int, int], ...]:

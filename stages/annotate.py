@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from glg.annotate import run
+from glg.annotate import annotate
 from glg.config import load_params
 from stages._cli import one_line_errors
 
@@ -31,7 +31,7 @@ def main(
 ) -> None:
     """Annotate every stored frame into data/annotations and score against ground truth."""
     config = load_params("annotate", params)
-    run(frames, out, metrics, config, ground_truth=ground_truth, progress=progress)
+    annotate(frames, out, metrics, config, ground_truth=ground_truth, progress=progress)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from _frame_store import write_store
+
+from glg.annotations import annotation_schema, clear_annotations, write_shard
 from glg.landmarks import AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS
 from glg.mean_face import MEAN_FACE_3D
 
@@ -22,13 +25,15 @@ def face_landmarks(rng: np.random.Generator, side: int, scale: float, jitter: fl
 
 def write_dataset(root: Path, identities: int = 4, clips: int = 2, frames: int = 8,
                   side: int = 64, seed: int = 0, failed: float = 0.0,
-                  photo: bool = False) -> tuple[Path, Path]:
+                  photo: bool = False, marker: bool = False) -> tuple[Path, Path]:
     """A frame store `root/frames` and annotations `root/annotations`; returns both paths.
 
     Identity k's face is `0.3 + 0.02 k` of the frame wide, so identities differ in landmark
     statistics; each frame's colour encodes (identity, clip, frame) for tests that check what
     was stored. With `photo`, frames are a tinted photograph stored as JPEG (95), as extract
-    stores them, for realistic decoding times.
+    stores them, for realistic decoding times. With `marker`, a 2 x 2 white block is painted
+    where the nose tip (point 30) is and the point moved to the block's centre, for tests that
+    check landmarks still mark the same image content after a resize.
     """
     rng = np.random.default_rng(seed)
     if photo:
@@ -49,6 +54,10 @@ def write_dataset(root: Path, identities: int = 4, clips: int = 2, frames: int =
                     image = cv2.addWeighted(picture, 0.8, image, 0.2, 0.0)
                 images.append(image)
                 points = face_landmarks(rng, side, 0.3 + 0.02 * i, 0.02)
+                if marker:
+                    x, y = np.floor(points[30]).astype(int)
+                    image[y:y + 2, x:x + 2] = 255
+                    points[30] = (x + 0.5, y + 0.5)  # pixel centres at integers: glg.landmarks
                 row = {"identity": identity, "video": name, "frame": f,
                        "success": bool(rng.random() >= failed), "confidence": 1.0,
                        "box_x0": 0.0, "box_y0": 0.0, "box_x1": float(side), "box_y1": float(side),
@@ -66,6 +75,8 @@ def write_dataset(root: Path, identities: int = 4, clips: int = 2, frames: int =
 
 
 def write_annotations(annotations_dir: Path, table: pd.DataFrame) -> None:
-    for old in annotations_dir.glob("part-*.parquet"):
-        old.unlink()
-    table.to_parquet(annotations_dir / "part-00000.parquet", index=False)
+    """`table` as annotate's one shard, typed by the annotation schema (restricted to the
+    columns the table has, so a test can leave one out)."""
+    clear_annotations(annotations_dir)
+    schema = pa.schema([f for f in annotation_schema() if f.name in table.columns])
+    write_shard(annotations_dir, 0, [pa.Table.from_pandas(table, schema, preserve_index=False)])

@@ -1,4 +1,4 @@
-"""Annotation: schema, dlib backend's pose signs and AU rules, failed frames, accuracy, stage."""
+"""Annotation: format, dlib backend's pose signs and AU rules, failed frames, accuracy, stage."""
 
 from __future__ import annotations
 
@@ -9,21 +9,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from _prepare_data import write_dataset
 from typer.testing import CliRunner
 
-from glg.annotate import (IDENTITY_FILE, SCHEMA_VERSION, ClipResult, accuracy,
-                          annotation_schema, read_annotations, to_table)
 from glg.annotate.aus import GEOMETRIC_AUS, UNMEASURED_AUS, action_units
 from glg.annotate.dlib import DlibBackend, head_pose
+from glg.annotations import IDENTITY_FILE, ClipResult, read_annotations, to_table, write_shard
 from glg.config import ExtractConfig
+from glg.errors import GlgError
+from glg.frames import MANIFEST, MANIFEST_SCHEMA
 from glg.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS, rotation_matrix
 from glg.mean_face import MEAN_FACE_3D
+from glg.extract import extract
+from glg.metrics import annotation_accuracy
 from glg.synthetic.faces import identity_image, make_identity
 from glg.synthetic.render import render_frame
-from glg.extract import extract as extract_videos
 from stages.annotate import app
 
 SIZE = 256
@@ -54,7 +58,7 @@ def annotate_frames(frames: list[np.ndarray]) -> ClipResult:
     return backend().annotate_clip(enumerate(frames))
 
 
-# --- schema ------------------------------------------------------------------------------------
+# --- format ------------------------------------------------------------------------------------
 
 
 def _result(n: int) -> ClipResult:
@@ -68,20 +72,32 @@ def _result(n: int) -> ClipResult:
         au_score=rng.random((n, len(AU_IDS))).astype(np.float32), embedding=None)
 
 
-def test_table_has_the_schema_and_round_trips(tmp_path):
+def test_shards_round_trip_through_the_reader(tmp_path):
     result = _result(5)
-    table = to_table("id00", "yt/clip00", result)
-    assert table.schema.equals(annotation_schema(), check_metadata=True)
-    assert table.schema.metadata[b"glg.schema_version"] == SCHEMA_VERSION.encode()
-    pq.write_table(table, tmp_path / "part-00000.parquet")
+    write_shard(tmp_path, 0, [to_table("id00", "yt/clip00", result),
+                              to_table("id01", "clip00", _result(2))])
     frame = read_annotations(tmp_path)
     assert list(frame.columns[:5]) == ["identity", "video", "frame", "success", "confidence"]
     assert frame["success"].dtype == bool and frame["frame"].dtype == np.int64
     assert all(frame[c].dtype == np.int8 for c in AU_PRESENCE)
     assert all(frame[c].dtype == np.float32 for c in AU_SCORE + X_COLUMNS + Y_COLUMNS)
-    np.testing.assert_array_equal(frame["x_3"], result.landmarks[:, 3, 0])
-    np.testing.assert_array_equal(frame["y_3"], result.landmarks[:, 3, 1])
-    assert (frame["video"] == "yt/clip00").all()
+    np.testing.assert_array_equal(frame["x_3"][:5], result.landmarks[:, 3, 0])
+    np.testing.assert_array_equal(frame["y_3"][:5], result.landmarks[:, 3, 1])
+    assert list(frame["video"]) == ["yt/clip00"] * 5 + ["clip00"] * 2
+    some = read_annotations(tmp_path, columns=["identity", "y_3"], identities=["id01"])
+    assert list(some.columns) == ["identity", "y_3"] and list(some["identity"]) == ["id01"] * 2
+    assert read_annotations(tmp_path, identities=[]).empty
+
+
+def test_reader_rejects_another_schema_version_or_a_missing_column(tmp_path):
+    table = to_table("id00", "clip00", _result(2))
+    pq.write_table(table.replace_schema_metadata({"glg.schema_version": "0"}),
+                   tmp_path / "shard-00000.parquet")
+    with pytest.raises(GlgError, match="shard-00000.parquet: annotation schema version '0'"):
+        read_annotations(tmp_path)
+    write_shard(tmp_path, 0, [table.drop_columns(["y_7"])])
+    with pytest.raises(GlgError, match="annotation column 'y_7' missing"):
+        read_annotations(tmp_path, columns=["identity", "y_7"])
 
 
 # --- pose -------------------------------------------------------------------------------------
@@ -200,13 +216,13 @@ def test_accuracy_is_perfect_for_the_truth_itself_and_maps_crops():
                         np.tile([[0], [1], [0]], (1, 18)).astype(np.int8),
                         np.zeros((3, 18), np.float32), None)
     annotations = to_table("id00", "clip00", result).to_pandas()
-    scores = accuracy(annotations, manifest, truth, SIZE)
+    scores = annotation_accuracy(annotations, manifest, truth, SIZE)
     assert scores["matched_frames"] == 3
     assert scores["nme"] < 1e-5
     assert scores["pose_rmse"] == {"pitch": 0.0, "yaw": 0.0, "roll": 0.0}
     assert set(scores["au_agreement"].values()) == {1.0}
 
-    real = accuracy(annotations, manifest, truth.assign(identity="someone"), SIZE)
+    real = annotation_accuracy(annotations, manifest, truth.assign(identity="someone"), SIZE)
     assert real["matched_frames"] == 0 and real["nme"] is None and "no rows" in real["note"]
 
 
@@ -236,7 +252,7 @@ def _dataset(root: Path, frames: int = 20, blank: tuple[int, ...] = (18, 19)) ->
                         for i, c in enumerate(AU_PRESENCE)}})
     writer.release()
     pd.DataFrame(rows).to_parquet(videos / "ground_truth.parquet")
-    extract_videos(videos, root / "frames", ExtractConfig(workers=1), progress=False)
+    extract(videos, root / "frames", ExtractConfig(workers=1), progress=False)
     return videos / "ground_truth.parquet"
 
 
@@ -267,9 +283,9 @@ def test_stage_writes_annotations_identity_and_metrics(tmp_path):
     assert acc["matched_frames"] == 20 and acc["matched_success_rate"] == 0.9
     assert acc["nme"] < 0.05
     assert max(acc["pose_rmse"].values()) < 5.0
-    first = (tmp_path / "annotations" / "part-00000.parquet").read_bytes()
+    first = (tmp_path / "annotations" / "shard-00000.parquet").read_bytes()
     assert _invoke(tmp_path, truth).exit_code == 0
-    assert (tmp_path / "annotations" / "part-00000.parquet").read_bytes() == first
+    assert (tmp_path / "annotations" / "shard-00000.parquet").read_bytes() == first
 
 
 def test_stage_bad_param_is_one_line(tmp_path):
@@ -314,18 +330,15 @@ def test_real_clips_faces_found_and_pose_smooth(real_clips):
     assert found / total >= 0.95, found / total
 
 
-def test_an_unreadable_clip_becomes_failed_rows(monkeypatch):
-    import glg.annotate as annotate_module
-
-    class Unreadable:
-        name = "dlib"
-
-        def annotate_clip(self, frames):
-            raise ValueError("corrupt JPEG in shard")
-
-    monkeypatch.setattr(annotate_module, "_worker_backend", Unreadable())
-    identity, video, table, embedding, problem = annotate_module._annotate_one(
-        ("frames", "id00", "clip00", 3))
-    assert (identity, video, table.num_rows, embedding) == ("id00", "clip00", 3, None)
-    assert not any(table["success"].to_pylist()) and "corrupt JPEG" in problem
-    assert table.schema.equals(annotation_schema())
+def test_an_unreadable_clip_becomes_failed_rows(tmp_path):
+    frames, _ = write_dataset(tmp_path, identities=1, clips=2, frames=3)
+    manifest = pq.read_table(frames / MANIFEST).to_pandas()
+    manifest.loc[manifest["video"] == "clip1", "shard"] = "lost.parquet"
+    pq.write_table(pa.Table.from_pandas(manifest, MANIFEST_SCHEMA, preserve_index=False),
+                   frames / MANIFEST)
+    result = _invoke(tmp_path, tmp_path / "none.parquet")
+    assert result.exit_code == 0, result.output
+    assert "id00/clip1: not annotated, 3 frames marked failed" in result.output
+    rows = read_annotations(tmp_path / "annotations", columns=["video", "frame", "success"])
+    lost = rows[rows["video"] == "clip1"]
+    assert list(lost["frame"]) == [0, 1, 2] and not lost["success"].any()

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import time
+import sys
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 import glg.annotate.pyfeat as pyfeat
-from glg.annotate import annotation_schema, to_table
-from glg.config import AnnotateConfig
+from glg.annotations import to_table
 from glg.errors import GlgError
+from glg.frames import MANIFEST, MANIFEST_SCHEMA
 from glg.landmarks import AU_IDS, X_COLUMNS, Y_COLUMNS
 from stages.annotate import app
 
@@ -40,8 +42,6 @@ def _fex():
         row |= {c: (1.0 if c == "Identity_1" else 0.0) * (frame + 1)
                 for c in FEAT_IDENTITY_COLUMNS[1:]}
         rows.append(row)
-    import pandas as pd
-
     return feat_data.Fex(pd.DataFrame(rows), au_columns=AU_LANDMARK_MAP["Feat"],
                          facebox_columns=FEAT_FACEBOX_COLUMNS,
                          landmark_columns=openface_2d_landmark_columns,
@@ -68,15 +68,14 @@ def test_fex_maps_onto_the_schema():
     np.testing.assert_array_equal(result.au_presence[:, k45], [0, 0, 1])
     assert np.isnan(result.au_score[1]).all() and not result.au_presence[1].any()
     assert result.embedding.shape == (512,) and result.embedding[0] == pytest.approx(1.0)
-    assert to_table("id", "clip", result).schema.equals(annotation_schema())
+    assert to_table("id", "clip", result).num_rows == 3  # the mapped types fit the schema
 
 
-def test_missing_weights_fail_fast_naming_them(tmp_path, monkeypatch):
+def test_missing_weights_fail_before_py_feat_loads_naming_them(tmp_path, monkeypatch):
     monkeypatch.setattr(pyfeat, "cache_dir", lambda: tmp_path)
-    start = time.perf_counter()
+    monkeypatch.setitem(sys.modules, "feat.detector", None)  # importing it now fails
     with pytest.raises(GlgError) as err:
         pyfeat.load_detector()
-    assert time.perf_counter() - start < 0.5
     message = str(err.value)
     assert "\n" not in message and str(tmp_path) in message
     for needed in ("py-feat/img2pose/model.safetensors", "py-feat/mobilefacenet",
@@ -98,9 +97,6 @@ def test_cached_weights_are_found(tmp_path):
 def test_stage_with_pyfeat_and_no_weights_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(pyfeat, "cache_dir", lambda: tmp_path / "cache")
     (tmp_path / "frames").mkdir()
-    from glg.frames import MANIFEST, MANIFEST_SCHEMA
-    import pyarrow.parquet as pq
-
     pq.write_table(MANIFEST_SCHEMA.empty_table(), tmp_path / "frames" / MANIFEST)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"annotate": {"backend": "pyfeat", "workers": 1}}))
@@ -109,4 +105,3 @@ def test_stage_with_pyfeat_and_no_weights_is_one_line(tmp_path, monkeypatch):
                                       "--params", str(params), "--no-progress"])
     assert result.exit_code == 1
     assert "py-feat weights missing" in result.output and "Traceback" not in result.output
-    assert AnnotateConfig(backend="pyfeat").backend == "pyfeat"

@@ -13,12 +13,13 @@ from glg.errors import GlgError
 from glg.landmarks import landmarks_from_table
 from glg.parts import PART_NAMES, part_boxes
 from glg.prepare import prepare
-from glg.prepared import FRAMES, IDENTITIES, PAIRS, PARTS, SUMMARY, read_identities
+from glg.prepared import (FRAMES, IDENTITIES, PAIRS, PARTS, SUMMARY, frame_shard_path,
+                          read_identities)
 from stages.prepare import app
 
 CONFIG = PrepareConfig(size=32, unseen_identities=2, test_clips=3, known_identities=5,
                        self_pairs=40, unseen_pairs=30, known_pairs=20, part_margin=0.25,
-                       part_multiple=4)
+                       part_multiple=4, shard_frames=16)
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +47,25 @@ def test_only_successful_frames_are_kept(prepared):
 def test_stored_frames_are_the_right_ones_resized(prepared):
     root, _ = prepared
     frames = read(root, FRAMES)
+    assert frames["shard"].nunique() > 1
     for row in frames.iloc[::7].itertuples():
-        image = np.load(root / "prepared" / f"frames-{row.shard:03d}.npy", mmap_mode="r")[row.row]
+        image = np.load(frame_shard_path(root / "prepared", row.shard), mmap_mode="r")[row.row]
         i, c = int(row.identity[2:]), int(row.video[4:])
         assert image.shape == (32, 32, 3)
         assert tuple(image[5, 5]) == (40 * i % 256, 60 * c % 256, 20 * row.frame % 256)
 
 
-def test_landmarks_are_rescaled_to_the_prepared_size(prepared):
-    root, _ = prepared
-    annotations = pd.read_parquet(root / "annotations")
-    frames = read(root, FRAMES)
-    merged = frames[["identity", "video", "frame", "x_5", "y_9"]].merge(
-        annotations, on=["identity", "video", "frame"], suffixes=("", "_stored"))
-    np.testing.assert_allclose(merged["x_5"], merged["x_5_stored"] * 32 / 64, rtol=1e-5)
-    np.testing.assert_allclose(merged["y_9"], merged["y_9_stored"] * 32 / 64, rtol=1e-5)
+def test_landmarks_mark_the_same_pixels_after_the_resize(tmp_path):
+    frames_dir, annotations = write_dataset(tmp_path, identities=2, clips=1, frames=4, side=64,
+                                            marker=True)
+    prepare(frames_dir, annotations, tmp_path / "out", CONFIG, seed=0)
+    frames = pd.read_parquet(tmp_path / "out" / FRAMES)
+    for row in frames.itertuples():
+        image = np.load(frame_shard_path(tmp_path / "out", row.shard), mmap_mode="r")[row.row]
+        weight = (image.astype(np.float64) - image[0, 0]).sum(-1)  # the white block, resized
+        ys, xs = np.indices(weight.shape)
+        centroid = (weight * xs).sum() / weight.sum(), (weight * ys).sum() / weight.sum()
+        np.testing.assert_allclose((row.x_30, row.y_30), centroid, atol=0.02)
 
 
 def test_splits_follow_identity_and_clip_rules(prepared):
@@ -186,11 +191,14 @@ def test_parts_outside_the_frame_and_short_clips_are_skipped(tmp_path):
     frames, annotations = write_dataset(tmp_path, identities=3, clips=2, frames=4, side=32)
     table = pd.read_parquet(annotations)
     outside = (table["identity"] == "id00") & (table["video"] == "clip0") & (table["frame"] < 3)
-    table.loc[outside, "x_45"] = 40.0  # a left-eye corner past the right edge
+    table.loc[outside, "x_45"] = 31.6  # a left-eye corner past the right edge (at 31.5)
+    on_edge = (table["identity"] == "id01") & (table["video"] == "clip0") & (table["frame"] == 0)
+    table.loc[on_edge, "x_36"] = -0.5  # a right-eye corner on the left edge
     write_annotations(annotations, table)
     summary = prepare(frames, annotations, tmp_path / "out", CONFIG, seed=0)
     kept = pd.read_parquet(tmp_path / "out" / FRAMES)
     assert not ((kept["identity"] == "id00") & (kept["video"] == "clip0")).any()
+    assert ((kept["identity"] == "id01") & (kept["video"] == "clip0") & (kept["frame"] == 0)).any()
     notes = " | ".join(summary["notes"])
     assert "3 frames with eye, nose or mouth landmarks outside the frame" in notes
     assert "1 clips with fewer than 2 usable frames skipped: id00/clip0" in notes
@@ -199,10 +207,14 @@ def test_parts_outside_the_frame_and_short_clips_are_skipped(tmp_path):
 def test_missing_frames_in_the_store_are_skipped(tmp_path):
     frames, annotations = write_dataset(tmp_path, identities=2, clips=1, frames=3, side=32)
     table = pd.read_parquet(annotations)
-    extra = table.iloc[:2].assign(video="ghost")
-    write_annotations(annotations, pd.concat([table, extra]))
+    ghost_clip = table.iloc[:2].assign(video="ghost")
+    ghost_frame = table.iloc[:1].assign(frame=7)
+    write_annotations(annotations, pd.concat([table, ghost_clip, ghost_frame]))
     summary = prepare(frames, annotations, tmp_path / "out", CONFIG, seed=0)
-    assert any("id00/ghost unreadable" in n for n in summary["notes"])
+    assert any("clip id00/ghost not in the frame store" in n for n in summary["notes"])
+    assert "3 annotated frames not in the frame store; skipped" in summary["notes"]
+    kept = pd.read_parquet(tmp_path / "out" / FRAMES)
+    assert len(kept) == len(table) and not (kept["video"] == "ghost").any()
 
 
 def test_stage_runs_and_rejects_a_bad_param(tmp_path):

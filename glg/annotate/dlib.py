@@ -14,9 +14,10 @@ from collections.abc import Iterable
 import cv2
 import dlib
 import numpy as np
+from scipy.special import expit
 
-from glg.annotate import ClipResult, empty_result
 from glg.annotate.aus import action_units
+from glg.annotations import ClipResult, failed_result
 from glg.dlib_models import FACE_EMBEDDER, SHAPE_PREDICTOR, model_file
 from glg.landmarks import eye_centres, interocular, pose_from_rotation
 from glg.mean_face import MEAN_FACE_3D
@@ -147,7 +148,7 @@ class DlibBackend:
                     residual = shape_residual(fitted)
                     if residual < MAX_SHAPE_RESIDUAL:
                         landmarks = fitted
-                        score = min(_shape_confidence(residual), _sigmoid(det_score))
+                        score = min(_shape_confidence(residual), float(expit(det_score)))
                         box_from_points = _relative_box(rect, fitted)
                 elif track is not None:  # a face the detector misses now but the track holds
                     landmarks, score = self.follow(gray, track, box_from_points)
@@ -172,7 +173,7 @@ class DlibBackend:
             if success and (best is None or len(index) <= EMBEDDING_WINDOW and score > best[0]):
                 best = (score, image, landmarks)
         if not index:
-            return empty_result()
+            return failed_result(0)
         landmarks = np.stack(points)
         success = np.array(ok)
         au_presence, au_score = action_units(landmarks, success)
@@ -198,10 +199,6 @@ class DlibBackend:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _sigmoid(x: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-x)))
 
 
 def _shape_confidence(residual: float) -> float:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from glg.annotate import ClipResult, empty_result
+from glg.annotations import ClipResult, failed_result
 from glg.errors import GlgError
 from glg.landmarks import AU_IDS, N_LANDMARKS, X_COLUMNS, Y_COLUMNS
 
@@ -94,9 +94,8 @@ def from_fex(fex: pd.DataFrame, frames: np.ndarray) -> ClipResult:
     `frames` (N,) are the clip's frame indices; a frame without a face gets a failed row.
     """
     n = len(frames)
-    result = empty_result()
     if n == 0:
-        return result
+        return failed_result(0)
     box = np.full((n, 4), np.nan, np.float32)
     conf = np.zeros(n, np.float32)
     points = np.full((n, N_LANDMARKS, 2), np.nan, np.float32)
@@ -152,7 +151,7 @@ class PyFeatBackend:
             index.append(i)
             images.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
         if not index:
-            return empty_result()
+            return failed_result(0)
         fex = self.detector.detect(torch.stack(images), data_type="tensor", batch_size=BATCH,
                                    progress_bar=False)  # (faces, columns); frame = position
         return from_fex(fex, np.asarray(index, np.int64))
