@@ -20,18 +20,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import psutil
 import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from _batches import random_pairs  # noqa: E402
 
 from glg import losses  # noqa: E402
 from glg.config import ModelConfig  # noqa: E402
-from glg.models import (build_discriminator, build_model, parameter_counts,  # noqa: E402
-                        variant_config)
+from glg.data import Pair  # noqa: E402
+from glg.models import build_discriminator, build_model, parameter_counts  # noqa: E402
+from glg.variants import variant_config  # noqa: E402
 
 SIZE = 224  # Sec III-A
 IDENTITIES = 1251  # VoxCeleb1's identities (Sec IV-A), for the LGAN's identity table
@@ -42,24 +45,11 @@ TIMED_VARIANTS = ("ViT", "ResNet", "ViT+Style", "ViT+LGAN+Style", "Style")
 GIB = 2.0**30
 
 
-def random_batch(batch: int, device: str, seed: int = 0) -> SimpleNamespace:
-    """Random tensors with glg.data.Pair's fields, batched."""
-    g = torch.Generator().manual_seed(seed)
-    rand = lambda *shape: torch.rand(*shape, generator=g).to(device)  # noqa: E731
-    centres = torch.tensor([[80.0, 96.0], [144.0, 96.0], [112.0, 128.0], [112.0, 168.0]])
-    return SimpleNamespace(
-        source=rand(batch, 3, SIZE, SIZE) * 2 - 1, driving=rand(batch, 3, SIZE, SIZE) * 2 - 1,
-        source_landmarks=rand(batch, 68, 2) * SIZE, driving_landmarks=rand(batch, 68, 2) * SIZE,
-        driving_heatmap=rand(batch, 1, SIZE, SIZE),
-        source_parts=[rand(batch, 3, h, w) * 2 - 1 for h, w in PART_SIZES],
-        driving_heatmap_parts=[rand(batch, 1, h, w) for h, w in PART_SIZES],
-        part_centres=centres.expand(batch, 4, 2).contiguous().to(device),
-        driving_pose=rand(batch, 3) * 40 - 20, driving_aus=(rand(batch, 18) > 0.5).float(),
-        source_identity=torch.zeros(batch, dtype=torch.int64, device=device),
-        driving_identity=torch.zeros(batch, dtype=torch.int64, device=device))
+def random_batch(batch: int, device: str) -> Pair:
+    return random_pairs(batch, SIZE, PART_SIZES, identities=IDENTITIES, device=device)
 
 
-def step(model: torch.nn.Module, batch: SimpleNamespace, device: str) -> None:
+def step(model: torch.nn.Module, batch: Pair, device: str) -> None:
     """One forward+backward of the re-enactor on the image and parts L1."""
     with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
         out = model(batch)
@@ -69,7 +59,7 @@ def step(model: torch.nn.Module, batch: SimpleNamespace, device: str) -> None:
     model.zero_grad(set_to_none=True)
 
 
-def reference_step(model: torch.nn.Module, batch: SimpleNamespace, device: str) -> None:
+def reference_step(model: torch.nn.Module, batch: Pair, device: str) -> None:
     with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
         loss = model(batch.driving).float().mean()
     loss.backward()
@@ -90,7 +80,7 @@ def seconds_per_sample(fn, model, batch, device: str, iterations: int,
     return (time.perf_counter() - start) / (iterations * len(batch.source))
 
 
-def saved_activation_bytes(model: torch.nn.Module, batch: SimpleNamespace, device: str) -> int:
+def saved_activation_bytes(model: torch.nn.Module, batch: Pair, device: str) -> int:
     """Bytes autograd keeps for the backward of one step, each storage once, parameters excluded."""
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     storages: dict[int, int] = {}

@@ -9,7 +9,6 @@ Defaults are the paper's values where the paper fixes one (the section is cited)
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ PARAMS_FILE = Path("params.yaml")
 
 @dataclass(frozen=True)
 class DataConfig:
-    videos: str = "data/synthetic"  # folder of <identity>/<clip>.mp4 or <identity>/<yt_id>/<clip>.mp4
+    videos: str = "data/synthetic"  # <identity>/<clip>.mp4 or <identity>/<yt_id>/<clip>.mp4
 
     def check(self) -> None:
         _require(bool(self.videos.strip()), "data.videos", "a non-empty path", self.videos)
@@ -135,7 +134,8 @@ class PrepareConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: Literal["vit", "resnet"] = "vit"  # flow estimator trunk (Sec III-A, Table I)
-    landmarks: Literal["driving", "lst", "lgan"] = "lst"  # driving landmarks as-is, Eq. 3, or LGAN
+    # guiding landmarks: the driving's, Eq. 3's transfer (Sec III-B-1) or the LGAN's (Sec III-B-2)
+    landmark_mode: Literal["driving", "lst", "lgan"] = "lst"
     style: bool = True  # style transfer branch (Sec III-C-1)
     flow: bool = True  # optical-flow warping; false gives Table V's "Style" baseline
     resnet_weights: Literal["none", "imagenet"] = "none"  # ResNet-34 init; the paper is silent
@@ -183,7 +183,7 @@ class LossConfig:
     adversarial: float = 1.0  # DCGAN loss weight (Sec III-D)
     feature_matching: float = 1.0  # discriminator feature matching weight (Sec III-D)
     perceptual: float = 10.0  # VGG19 perceptual weight (Sec III-D)
-    landmarks: float = 1.0  # ViT auxiliary landmark regression (Sec III-A); weight not given, chosen
+    landmark_regression: float = 1.0  # the ViT's auxiliary landmark L1 (Sec III-A); weight chosen
     vgg_weights: Literal["imagenet", "random"] = "imagenet"  # Sec III-D; random if offline, warned
 
     def check(self) -> None:
@@ -238,7 +238,8 @@ def parse_params(raw: dict) -> Params:
     """Validate a params mapping (as read from YAML) into `Params`; missing keys take defaults."""
     unknown = sorted(set(raw) - set(SECTIONS) - {"seed"})
     if unknown:
-        raise ConfigError(f"unknown params key {unknown[0]!r}; allowed: seed, {', '.join(SECTIONS)}")
+        raise ConfigError(f"unknown params key {unknown[0]!r}; allowed: seed, "
+                          f"{', '.join(SECTIONS)}")
     seed = _coerce("seed", raw.get("seed", 0), int)
     _require(seed >= 0, "seed", "an integer >= 0", seed)
     sections = {name: parse_section(name, raw.get(name) or {}) for name in SECTIONS}
@@ -277,20 +278,10 @@ def _require(ok: bool, key: str, allowed: str, got: Any) -> None:
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Check one YAML value against its annotation; ints are accepted where floats are."""
-    origin = typing.get_origin(hint)
-    if origin is Literal:
+    if typing.get_origin(hint) is Literal:
         choices = typing.get_args(hint)
         _require(value in choices, key, "one of " + ", ".join(map(str, choices)), value)
         return value
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(key, value, args[0])
-    if origin is tuple:
-        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
-        _require(isinstance(value, list), key, "a list", value)
-        return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
     if hint is bool:
         _require(isinstance(value, bool), key, "true or false", value)
         return value

@@ -31,7 +31,9 @@ from glg.landmark_transfer import transfer_landmarks
 from glg.parts import crop_part, part_centres
 from glg.prepared import FRAMES, PAIRS, SCENARIOS, read_identities, read_parts
 
-LandmarkMode = Literal["driving", "lst"]  # driving landmarks as-is, or Eq. 3 toward the source
+# The guiding landmarks a pair holds: the driving's as they are, or moved toward the source
+# person by Eq. 3 (Sec III-B-1). The LGAN's (`model.landmark_mode=lgan`) come from the model.
+LandmarkMode = Literal["driving", "lst"]
 
 
 class Pair(NamedTuple):
@@ -88,11 +90,11 @@ class PreparedFrames:
 class _Pairs(Dataset):
     """Makes `Pair`s from two rows of the prepared frames; uint8 ones when `raw` is set."""
 
-    def __init__(self, prepared_dir: str | Path, landmarks: LandmarkMode = "driving"):
-        if landmarks not in ("driving", "lst"):
-            raise GlgError(f"landmarks: expected 'driving' or 'lst', got {landmarks!r}")
+    def __init__(self, prepared_dir: str | Path, landmark_mode: LandmarkMode = "driving"):
+        if landmark_mode not in ("driving", "lst"):
+            raise GlgError(f"landmark_mode: expected 'driving' or 'lst', got {landmark_mode!r}")
         self.frames = PreparedFrames(prepared_dir)
-        self.landmark_mode = landmarks
+        self.landmark_mode = landmark_mode
         self.raw = False  # True: images and heatmaps stay uint8 for `decode_pair` (loader workers)
 
     def pair(self, source: int, driving: int) -> Pair:
@@ -109,7 +111,9 @@ class _Pairs(Dataset):
             driving_landmarks = transfer_landmarks(driving_landmarks, f.mean[d], f.std[d],
                                                    f.mean[s], f.std[s]).astype(np.float32)
         heatmap = draw_heatmap(driving_landmarks, source_image.shape[0], as_uint8=True)  # (S, S)
-        source_centres, centres = part_centres(source_landmarks), part_centres(driving_landmarks)
+        source_centres = part_centres(source_landmarks)
+        # float32 as `part_centres` is handed on, so torch's pasting rounds the very same values
+        centres = part_centres(driving_landmarks).astype(np.float32)
         source_parts = tuple(_chw(crop_part(source_image, c, h, w))
                              for c, (h, w) in zip(source_centres, f.part_sizes))
         heatmap_parts = tuple(torch.from_numpy(crop_part(heatmap, c, h, w))[None]
@@ -122,7 +126,7 @@ class _Pairs(Dataset):
             driving_heatmap=torch.from_numpy(heatmap)[None],
             source_parts=source_parts,
             driving_heatmap_parts=heatmap_parts,
-            part_centres=torch.from_numpy(centres.astype(np.float32)),
+            part_centres=torch.from_numpy(centres),
             driving_pose=torch.from_numpy(f.pose[driving].copy()),
             driving_aus=torch.from_numpy(f.aus[driving].copy()),
             source_identity=torch.tensor(f.identity[source], dtype=torch.int64),
@@ -138,8 +142,9 @@ class TrainingPairs(_Pairs):
     pass for fresh driving frames (with `persistent_workers=False`, so workers see it).
     """
 
-    def __init__(self, prepared_dir: str | Path, seed: int, landmarks: LandmarkMode = "driving"):
-        super().__init__(prepared_dir, landmarks)
+    def __init__(self, prepared_dir: str | Path, seed: int,
+                 landmark_mode: LandmarkMode = "driving"):
+        super().__init__(prepared_dir, landmark_mode)
         keys = self.frames.keys
         train = np.flatnonzero((keys["split"] == "train").to_numpy())
         if len(train) == 0:
@@ -169,13 +174,12 @@ class EvaluationPairs(_Pairs):
     """The fixed evaluation pairs of one scenario (`self`, `unseen`, `known`; Sec IV-A)."""
 
     def __init__(self, prepared_dir: str | Path, scenario: str,
-                 landmarks: LandmarkMode = "driving"):
+                 landmark_mode: LandmarkMode = "driving"):
         if scenario not in SCENARIOS:
             raise GlgError(f"scenario: expected one of {', '.join(SCENARIOS)}, got {scenario!r}")
-        super().__init__(prepared_dir, landmarks)
+        super().__init__(prepared_dir, landmark_mode)
         pairs = pd.read_parquet(self.frames.dir / PAIRS)
         pairs = pairs[pairs["scenario"] == scenario]
-        self.keys = pairs.reset_index(drop=True)
         self.pairs = pairs[["source_row", "driving_row"]].to_numpy(np.int64)  # (P, 2)
 
     def __len__(self) -> int:

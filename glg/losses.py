@@ -1,10 +1,10 @@
 """The training losses (Sec III-D, thesis 3.5, Eq. 3.5-3.9), pure functions returning scalars.
 
-L = 20 L1(image) + 5 L1(parts) + 1 L_adv + 1 L_FM + 10 L_P (Sec III-D); the weights are the
-`loss` params and `weighted_sum` applies them. The perceptual loss runs a VGG19 built outside
-(`build_vgg19`): ImageNet weights through torchvision when they can be had, otherwise frozen
-random VGG19 features seeded from params, with one prominent warning, and the choice recorded in
-`VggFeatures.weights_used` for every result.
+L = 20 L1(image) + 5 L1(parts) + 1 L_adv + 1 L_FM + 10 L_P (Sec III-D), plus the ViT's auxiliary
+landmark regression (Sec III-A); the weights are the `loss` params and `weighted_sum` applies
+them. The perceptual loss runs a VGG19 built outside (`build_vgg19`): ImageNet weights through
+torchvision when they can be had, otherwise frozen random VGG19 features seeded from params, with
+one prominent warning, and the choice recorded in `VggFeatures.weights_used` for every result.
 """
 
 from __future__ import annotations
@@ -34,13 +34,14 @@ def l1(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (fake - real).abs().mean()
 
 
-def parts_l1(fake_parts: Sequence[torch.Tensor], real_parts: Sequence[torch.Tensor]) -> torch.Tensor:
-    """L1 of the re-enacted parts against the driving's parts, averaged over the four (Sec III-D)."""
+def parts_l1(fake_parts: Sequence[torch.Tensor],
+             real_parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """L1 of the re-enacted parts against the driving's, averaged over the four (Sec III-D)."""
     return torch.stack([l1(f, r) for f, r in zip(fake_parts, real_parts, strict=True)]).mean()
 
 
-def landmarks_l1(predicted: torch.Tensor, real: torch.Tensor, size: int) -> torch.Tensor:
-    """L1 of landmarks (B, 68, 2) px as a fraction of the crop side S (Sec III-A's auxiliary)."""
+def landmark_regression(predicted: torch.Tensor, real: torch.Tensor, size: int) -> torch.Tensor:
+    """L1 of the ViT's regressed landmarks (B, 68, 2) px, in crop sides S (Sec III-A)."""
     return (predicted - real).abs().mean() / size
 
 
@@ -63,7 +64,7 @@ def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
 def feature_matching(fake_features: Sequence[torch.Tensor],
                      real_features: Sequence[torch.Tensor]) -> torch.Tensor:
-    """sum_k ||D^k(I_d) - D^k(I_g)||_1 over the discriminator's layers (Eq. 3.8); real is detached."""
+    """sum_k ||D^k(I_d) - D^k(I_g)||_1 over the discriminator's layers (Eq. 3.8), real detached."""
     return sum(l1(f, r.detach()) for f, r in zip(fake_features, real_features, strict=True))
 
 
@@ -117,7 +118,7 @@ def build_vgg19(weights: str, seed: int) -> VggFeatures:
 
 
 def random_vgg19_features(seed: int) -> nn.Sequential:
-    """VGG19's first 30 feature layers with torchvision's own initialisation, seeded, no classifier."""
+    """VGG19's first 30 feature layers, torchvision's initialisation seeded, no classifier."""
     features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["E"])[:30]
     generator = torch.Generator().manual_seed(seed)
     for layer in features:
@@ -138,7 +139,8 @@ def perceptual(vgg: VggFeatures, fake: torch.Tensor, real: torch.Tensor) -> torc
 
 # --- total (Eq. 3.5) -----------------------------------------------------------------------
 
-TERMS = ("l1", "parts", "adversarial", "feature_matching", "perceptual", "landmarks")  # LossConfig
+# Each term's weight is the LossConfig field of the same name.
+TERMS = ("l1", "parts", "adversarial", "feature_matching", "perceptual", "landmark_regression")
 
 
 def weighted_sum(terms: Mapping[str, torch.Tensor], config: LossConfig) -> torch.Tensor:

@@ -33,20 +33,22 @@ def part_centres(landmarks: np.ndarray) -> np.ndarray:
     return part_boxes(landmarks)[0]
 
 
-def crop_origin(centre: np.ndarray, height: int, width: int) -> tuple[int, int]:
-    """Top-left (x0, y0) integer pixel of the (height, width) box centred on (x, y).
+def crop_origin(centres: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Top-left (x0, y0) integer pixels (..., 2) of height x width boxes centred on (..., 2) (x, y).
 
-    The one rounding rule for cutting a part out and for pasting a re-enacted part back.
+    The one rounding rule for cutting a part out and for pasting a re-enacted part back, numpy's
+    here and torch's in `glg.models.parts`: a box's middle pixel, x0 + (width - 1) / 2 in
+    `glg.landmarks`' convention, is the one nearest to the centre (halves round up).
     """
-    x, y = float(centre[0]), float(centre[1])
-    return int(np.floor(x - width / 2.0 + 0.5)), int(np.floor(y - height / 2.0 + 0.5))
+    half = (np.array([width, height]) - 1) / 2.0
+    return np.floor(np.asarray(centres, dtype=np.float64) - half + 0.5).astype(np.int64)
 
 
 def crop_part(image: np.ndarray, centre: np.ndarray, height: int, width: int) -> np.ndarray:
     """(height, width, ...) window of an (H, W, ...) image centred on (x, y), zero-padded."""
     if not np.isfinite(np.asarray(centre, dtype=np.float64)).all():
         raise GlgError(f"part centre: expected finite (x, y) pixels, got {tuple(centre)}")
-    x0, y0 = crop_origin(centre, height, width)
+    x0, y0 = crop_origin(centre, height, width).tolist()
     out = np.zeros((height, width) + image.shape[2:], dtype=image.dtype)
     xa, ya = max(x0, 0), max(y0, 0)
     xb, yb = min(x0 + width, image.shape[1]), min(y0 + height, image.shape[0])

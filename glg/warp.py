@@ -3,11 +3,13 @@
 Conventions, stated once for `glg.models`, `glg.losses` and the trainers:
 - images are `(B, 3, H, W)` float in [-1, 1], RGB; one-channel heatmaps `(B, 1, H, W)` in [0, 1];
 - landmarks are `(B, 68, 2)` (x, y) in pixels of the S x S network crop (S = `prepare.size`,
-  224 in the paper, Sec III-A), x to the right and y down, pixel centres at integer + 0.5;
-- a flow is `(B, 2, H, W)`, channels (dx, dy), in normalised grid units: the whole image spans
-  2 units, as in `grid_sample` with `align_corners=False`. It is a *backward* flow: output pixel
-  p takes the value of the input at p + flow(p). Normalised units make a flow independent of
-  resolution, so resizing a flow (224 -> 58 in Sec III-C) needs no rescaling of its values.
+  224 in the paper, Sec III-A), in `glg.landmarks`' pixel convention;
+- unit coordinates put the image's outer edges at -1 and 1, as `grid_sample` with
+  `align_corners=False` reads them: `unit_from_pixels` and `pixels_from_unit` convert;
+- a flow is `(B, 2, H, W)`, channels (dx, dy), in unit coordinates: the whole image spans
+  2 units. It is a *backward* flow: output pixel p takes the value of the input at p + flow(p).
+  Unit coordinates make a flow independent of resolution, so resizing a flow (224 -> 58 in
+  Sec III-C) needs no rescaling of its values.
 """
 
 from __future__ import annotations
@@ -15,19 +17,39 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from glg.errors import GlgError
+
 ALIGN_CORNERS = False  # the one setting every grid_sample/interpolate of a flow uses
+FLOW_MAP_SIDE = 7  # the flow head's first map is 128 x 7 x 7 (Sec III-A)
+
+
+def unit_from_pixels(coords: torch.Tensor, size: int) -> torch.Tensor:
+    """(..., 2) pixels of the size x size crop -> unit coordinates, edges at -1 and 1."""
+    return (coords + 0.5) * (2.0 / size) - 1.0
+
+
+def pixels_from_unit(coords: torch.Tensor, size: int) -> torch.Tensor:
+    """(..., 2) unit coordinates, edges at -1 and 1 -> pixels of the size x size crop."""
+    return (coords + 1.0) * (size / 2.0) - 0.5
+
+
+def flow_upsamplings(size: int) -> int:
+    """How many x2 steps take the flow head's 7x7 map to `size` (= 7 * 2^k, Sec III-A)."""
+    steps = (size // FLOW_MAP_SIDE).bit_length() - 1
+    if size < 2 * FLOW_MAP_SIDE or FLOW_MAP_SIDE << steps != size:
+        raise GlgError(f"prepare.size must be 7 * 2^k (e.g. 224, Sec III-A) for the flow head, "
+                       f"got {size}")
+    return steps
 
 
 def identity_grid(height: int, width: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
-    """The sampling grid that reproduces an image: (1, H, W, 2) of (x, y) pixel centres in [-1, 1]."""
-    ys = (torch.arange(height, device=device, dtype=dtype) + 0.5) * (2.0 / height) - 1.0
-    xs = (torch.arange(width, device=device, dtype=dtype) + 0.5) * (2.0 / width) - 1.0
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([grid_x, grid_y], dim=-1).unsqueeze(0)
+    """The sampling grid (1, H, W, 2) that reproduces an image: each pixel's (x, y) in units."""
+    theta = torch.eye(2, 3, device=device, dtype=dtype)[None]
+    return F.affine_grid(theta, [1, 1, height, width], align_corners=ALIGN_CORNERS)
 
 
 def resize_flow(flow: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """A flow (B, 2, H, W) resized bilinearly to `size`; its values need no scaling (normalised units)."""
+    """A flow (B, 2, H, W) resized bilinearly to `size`; its values need no scaling (units)."""
     size = (size, size) if isinstance(size, int) else tuple(size)
     if tuple(flow.shape[-2:]) == size:
         return flow
@@ -40,18 +62,9 @@ def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     The flow is resized to the feature map first (Sec III-C: the 224 flow warps the 58 map r).
     Samples falling outside the map read zeros.
     """
-    batch, _, height, width = features.shape
+    _, _, height, width = features.shape
     flow = resize_flow(flow, (height, width)).to(features.dtype)
     grid = identity_grid(height, width, device=features.device, dtype=features.dtype)
     grid = grid + flow.permute(0, 2, 3, 1)  # (B, H, W, 2)
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros",
                          align_corners=ALIGN_CORNERS)
-
-
-def pixel_shift_flow(dx: float, dy: float, height: int, width: int, *, batch: int = 1,
-                     device=None) -> torch.Tensor:
-    """The constant flow (B, 2, H, W) that makes out(x, y) = in(x + dx, y + dy), shifts in pixels."""
-    flow = torch.empty(batch, 2, height, width, device=device)
-    flow[:, 0] = dx * 2.0 / width
-    flow[:, 1] = dy * 2.0 / height
-    return flow

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from glg.config import ConfigError, Params, load_params, parse_params, to_dict
+from glg.config import ConfigError, load_params, parse_params, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,12 +14,6 @@ def test_committed_params_are_valid_and_complete():
     for section, values in raw.items():
         if isinstance(values, dict):
             assert set(values) == set(to_dict(getattr(params, section))), section
-
-
-def test_defaults_are_the_papers():
-    params = Params()
-    assert (params.loss.l1, params.loss.parts, params.loss.perceptual) == (20.0, 5.0, 10.0)
-    assert params.prepare.size == 224
 
 
 @pytest.mark.parametrize(

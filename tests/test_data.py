@@ -1,3 +1,5 @@
+"""glg.data: pairs through `dataset[i]` and through the loader."""
+
 import pickle
 
 import numpy as np
@@ -10,6 +12,7 @@ from torch.utils.data import default_collate
 from glg.config import PrepareConfig
 from glg.data import EvaluationPairs, Pair, TrainingPairs, iterate_pairs
 from glg.errors import GlgError
+from glg.models.parts import crop_parts
 from glg.parts import part_centres
 from glg.prepare import prepare
 from glg.prepared import FRAMES, read_parts
@@ -50,38 +53,47 @@ def test_a_pair_has_the_shapes_ranges_and_dtypes(prepared):
     assert pair.source_identity.dtype == torch.int64 and pair.source_identity.shape == ()
 
 
-def test_the_images_are_the_stored_frames(prepared):
-    dataset = TrainingPairs(prepared, seed=0)
+def test_the_trainers_crops_at_part_centres_are_the_pairs_part_crops(prepared):
+    sizes = read_parts(prepared)
+    for pair in TrainingPairs(prepared, seed=0):
+        crops = crop_parts(pair.driving_heatmap[None], pair.part_centres[None], sizes, fill=0.0)
+        for got, want in zip(crops, pair.driving_heatmap_parts, strict=True):
+            assert torch.equal(got[0], want)
+
+
+def frame_key(image: torch.Tensor) -> tuple[int, int, int]:
+    """(identity, clip, frame) of a pair's image: `write_dataset` paints them into its colour."""
+    red, green, blue = ((image[:, 10, 10] + 1) * 127.5).round().int().tolist()
+    return red // 40, green // 60, blue // 20
+
+
+def test_sources_are_the_training_frames_and_drivings_frames_of_their_clip(prepared):
     frames = pd.read_parquet(prepared / FRAMES)
-    row = frames.iloc[dataset.rows[5]]
-    colour = ((dataset[5].source[:, 10, 10] + 1) * 127.5).round().tolist()
-    i, c = int(row["identity"][2:]), int(row["video"][4:])
-    assert colour == [40 * i % 256, 60 * c % 256, 20 * row["frame"] % 256]
-
-
-def test_training_pairs_are_two_frames_of_one_training_clip(prepared):
+    train = frames[frames["split"] == "train"]
+    keys = set(zip(train["identity"].str[2:].astype(int), train["video"].str[4:].astype(int),
+                   train["frame"]))
     dataset = TrainingPairs(prepared, seed=0)
-    frames = pd.read_parquet(prepared / FRAMES)
-    assert len(dataset) == (frames["split"] == "train").sum()
-    for i in range(len(dataset)):
-        source = dataset.rows[i]
-        rng = np.random.default_rng([0, 0, i])
-        j = int(rng.integers(dataset.count[i] - 1))
-        j += j >= i - dataset.start[i]
-        driving = dataset.rows[dataset.start[i] + j]
-        a, b = frames.iloc[source], frames.iloc[driving]
-        assert (a["identity"], a["video"]) == (b["identity"], b["video"])
-        assert a["frame"] != b["frame"] and a["split"] == b["split"] == "train"
-    pair = dataset[0]
-    assert pair.source_identity == pair.driving_identity
+    pairs = [dataset[i] for i in range(len(dataset))]
+    sources = [frame_key(p.source) for p in pairs]
+    assert sorted(sources) == sorted(keys)  # every training frame is the source of one item
+    for pair, source in zip(pairs, sources):
+        driving = frame_key(pair.driving)
+        assert driving in keys and driving[:2] == source[:2] and driving[2] != source[2]
+        assert pair.source_identity == pair.driving_identity
 
 
-def test_training_pairs_are_reproducible_and_change_with_the_epoch(prepared):
-    a, b = TrainingPairs(prepared, seed=0), TrainingPairs(prepared, seed=0)
-    assert all(torch.equal(a[i].driving, b[i].driving) for i in range(len(a)))
-    b.set_epoch(1)
-    assert any(not torch.equal(a[i].driving_landmarks, b[i].driving_landmarks)
-               for i in range(len(a)))
+def test_the_draw_depends_only_on_seed_epoch_and_index(prepared):
+    def drivings(dataset, order, epoch=0):
+        dataset.set_epoch(epoch)
+        return {i: frame_key(dataset[i].driving) for i in order}
+
+    dataset = TrainingPairs(prepared, seed=0)
+    items = range(len(dataset))
+    forward = drivings(dataset, items)
+    drivings(dataset, items[::3], epoch=5)  # other draws in between, and another epoch's
+    assert drivings(dataset, reversed(items)) == forward
+    assert drivings(TrainingPairs(prepared, seed=0), items, epoch=1) != forward
+    assert drivings(TrainingPairs(prepared, seed=1), items) != forward
 
 
 def test_evaluation_pairs_follow_the_pair_table(prepared):
@@ -92,18 +104,21 @@ def test_evaluation_pairs_follow_the_pair_table(prepared):
     assert len(unseen) == len(chosen) > 0
     pair = unseen[2]
     row = frames.iloc[chosen["driving_row"].iloc[2]]
+    assert frame_key(pair.driving) == (int(row["identity"][2:]), int(row["video"][4:]),
+                                       row["frame"])
     np.testing.assert_allclose(pair.driving_landmarks[:, 0], row[[f"x_{i}" for i in range(68)]]
                                .to_numpy(np.float32))
     assert pair.source_identity != pair.driving_identity
 
 
 def test_landmark_style_transfer_moves_only_cross_identity_landmarks(prepared):
-    plain, lst = EvaluationPairs(prepared, "unseen"), EvaluationPairs(prepared, "unseen", "lst")
+    plain = EvaluationPairs(prepared, "unseen")
+    lst = EvaluationPairs(prepared, "unseen", landmark_mode="lst")
     a, b = plain[0], lst[0]
     assert not torch.allclose(a.driving_landmarks, b.driving_landmarks)
     torch.testing.assert_close(a.driving_landmarks.mean(0), b.driving_landmarks.mean(0))
     assert not torch.equal(a.driving_heatmap, b.driving_heatmap)
-    same = TrainingPairs(prepared, 0, "lst")[1], TrainingPairs(prepared, 0)[1]
+    same = TrainingPairs(prepared, 0, landmark_mode="lst")[1], TrainingPairs(prepared, 0)[1]
     torch.testing.assert_close(same[0].driving_landmarks, same[1].driving_landmarks)
 
 
@@ -131,7 +146,7 @@ def test_the_loader_gives_the_datasets_pairs_for_any_number_of_workers(prepared)
 def test_bad_arguments_are_clear_errors(prepared, tmp_path):
     with pytest.raises(GlgError, match="scenario"):
         EvaluationPairs(prepared, "cross")
-    with pytest.raises(GlgError, match="landmarks"):
-        TrainingPairs(prepared, 0, "lgan")
+    with pytest.raises(GlgError, match="landmark_mode"):
+        TrainingPairs(prepared, 0, landmark_mode="lgan")
     with pytest.raises(GlgError, match="run prepare first"):
         TrainingPairs(tmp_path, 0)

@@ -1,13 +1,13 @@
+"""glg.heatmap: the B-spline curves and the drawn heatmap (Sec III-B)."""
+
 import numpy as np
 import pytest
 from scipy.interpolate import splev, splprep
 
 from glg.errors import GlgError
-from glg.landmarks import JAW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE
 from glg.heatmap import HEATMAP_CURVES, SPLINE_SAMPLES, draw_heatmap, spline_curves
-from glg.landmark_transfer import centre_on, style_transfer, transfer_landmarks
+from glg.landmarks import JAW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE
 from glg.mean_face import MEAN_FACE_3D
-from glg.parts import PART_NAMES, PART_POINTS, crop_origin, crop_part, part_boxes
 
 S = 224
 
@@ -73,80 +73,3 @@ def test_non_finite_landmarks_are_a_clear_error():
     points[3, 0] = np.nan
     with pytest.raises(GlgError, match="finite"):
         draw_heatmap(points, S)
-
-
-def test_part_boxes_centre_on_each_part():
-    points = face()
-    centres, sizes = part_boxes(points)
-    assert centres.shape == sizes.shape == (4, 2)
-    for k, name in enumerate(PART_NAMES):
-        own = points[PART_POINTS[name]]
-        np.testing.assert_allclose(centres[k], (own.min(0) + own.max(0)) / 2)
-        np.testing.assert_allclose(sizes[k], own.max(0) - own.min(0))
-    assert centres[0, 0] > centres[1, 0]  # left eye (subject's) on the image right
-
-
-def test_crop_cuts_the_window_around_the_centre():
-    image = np.arange(S * S * 3, dtype=np.int64).reshape(S, S, 3)
-    crop = crop_part(image, np.array([100.0, 50.0]), 10, 20)
-    assert crop.shape == (10, 20, 3)
-    x0, y0 = crop_origin((100.0, 50.0), 10, 20)
-    assert (x0, y0) == (90, 45)
-    np.testing.assert_array_equal(crop, image[45:55, 90:110])
-
-
-@pytest.mark.parametrize("centre", [(0.0, 0.0), (223.7, 223.9), (-5.0, 100.0), (1e6, -1e6)])
-def test_crop_pads_at_borders(centre):
-    image = np.full((S, S), 7, np.uint8)
-    crop = crop_part(image, np.array(centre), 16, 24)
-    assert crop.shape == (16, 24)
-    x0, y0 = crop_origin(centre, 16, 24)
-    ys, xs = np.mgrid[y0:y0 + 16, x0:x0 + 24]
-    inside = (xs >= 0) & (xs < S) & (ys >= 0) & (ys < S)
-    assert (crop[inside] == 7).all() and (crop[~inside] == 0).all()
-
-
-def test_crop_of_a_non_finite_centre_is_a_clear_error():
-    with pytest.raises(GlgError, match="part centre"):
-        crop_part(np.zeros((S, S)), np.array([np.nan, 3.0]), 8, 8)
-
-
-def people(n_frames: int = 200):
-    """Driving frames with exact per-coordinate statistics, and a source person's statistics."""
-    rng = np.random.default_rng(3)
-    z = rng.normal(size=(n_frames, 68, 2))
-    z = (z - z.mean(0)) / z.std(0)  # exactly mean 0, std 1 per coordinate
-    d_mean, d_std = face(), rng.uniform(0.5, 3.0, (68, 2))
-    s_mean, s_std = face(1.1, (4.0, -6.0)), rng.uniform(0.5, 3.0, (68, 2))
-    return d_mean + d_std * z, (d_mean, d_std, s_mean, s_std)
-
-
-def test_eq3_gives_the_source_statistics():
-    driving, stats = people()
-    reenact = style_transfer(driving, *stats)
-    np.testing.assert_allclose(reenact.mean(0), stats[2], atol=1e-9)
-    np.testing.assert_allclose(reenact.std(0), stats[3], atol=1e-9)
-
-
-def test_transfer_keeps_the_driving_centre_and_the_eq3_shape():
-    driving, stats = people()
-    moved = transfer_landmarks(driving, *stats)
-    np.testing.assert_allclose(moved.mean(-2), driving.mean(-2), atol=1e-9)
-    reenact = style_transfer(driving, *stats)
-    np.testing.assert_allclose(moved - moved.mean(-2, keepdims=True),
-                               reenact - reenact.mean(-2, keepdims=True), atol=1e-9)
-    np.testing.assert_allclose(centre_on(reenact, driving), moved)
-
-
-def test_transfer_to_oneself_is_the_identity():
-    driving, (d_mean, d_std, _, _) = people(20)
-    np.testing.assert_allclose(transfer_landmarks(driving, d_mean, d_std, d_mean, d_std), driving,
-                               atol=1e-9)
-
-
-def test_a_constant_coordinate_does_not_divide_by_zero():
-    driving, (d_mean, d_std, s_mean, s_std) = people(5)
-    d_std = d_std.copy()
-    d_std[0] = 0.0
-    driving[:, 0] = d_mean[0]
-    assert np.isfinite(style_transfer(driving, d_mean, d_std, s_mean, s_std)).all()

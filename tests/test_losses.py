@@ -1,5 +1,7 @@
 """glg.losses: zero on equal inputs, the DCGAN terms, the weights, and the VGG19 builder offline."""
 
+import dataclasses
+
 import pytest
 import torch
 import torchvision
@@ -69,14 +71,17 @@ def test_dcgan_losses():
     assert losses.generator_loss(sure) < losses.generator_loss(torch.zeros(2, 1))
 
 
-def test_weighted_sum_uses_the_paper_weights():
-    config = LossConfig()
-    ones = {name: torch.tensor(1.0) for name in losses.TERMS}
-    assert losses.weighted_sum(ones, config) == pytest.approx(20 + 5 + 1 + 1 + 10 + 1)
+def test_every_term_is_weighted_by_the_loss_param_of_its_name():
+    weights = {f.name for f in dataclasses.fields(LossConfig)} - {"vgg_weights"}
+    assert set(losses.TERMS) == weights
+    terms = {name: torch.tensor(float(k + 1)) for k, name in enumerate(losses.TERMS)}
+    for name in losses.TERMS:  # one weight on, the others off: exactly that term remains
+        only = LossConfig(**{w: 2.0 if w == name else 0.0 for w in weights})
+        assert losses.weighted_sum(terms, only) == 2 * terms[name]
     with pytest.raises(KeyError, match="style"):
-        losses.weighted_sum({"style": torch.tensor(1.0)}, config)
+        losses.weighted_sum({"style": torch.tensor(1.0)}, LossConfig())
 
 
-def test_landmarks_l1_is_relative_to_the_crop():
+def test_landmark_regression_is_relative_to_the_crop():
     a = torch.zeros(1, 68, 2)
-    assert losses.landmarks_l1(a + 22.4, a, 224) == pytest.approx(0.1)
+    assert losses.landmark_regression(a + 22.4, a, 224) == pytest.approx(0.1)

@@ -1,21 +1,43 @@
-"""glg.warp: the identity grid, zero and known-shift flows, resizing a flow."""
+"""glg.warp: unit coordinates against pixels, the identity grid, zero and known-shift flows."""
 
+import pytest
 import torch
+import torch.nn.functional as F
 
-from glg.warp import identity_grid, pixel_shift_flow, resize_flow, warp
+from glg.errors import GlgError
+from glg.warp import (ALIGN_CORNERS, flow_upsamplings, identity_grid, pixels_from_unit,
+                      resize_flow, unit_from_pixels, warp)
 
 
-def test_identity_grid_holds_pixel_centres():
-    grid = identity_grid(4, 8)
+def pixel_shift_flow(dx: float, dy: float, height: int, width: int) -> torch.Tensor:
+    """The constant flow (1, 2, H, W) that makes out(x, y) = in(x + dx, y + dy), dx, dy in px."""
+    shift = torch.tensor([dx * 2.0 / width, dy * 2.0 / height])
+    return shift.view(1, 2, 1, 1).expand(1, 2, height, width).contiguous()
+
+
+def test_a_landmark_in_pixels_samples_its_own_pixel():
+    """Pixel (x, y) holds the value at landmark (x, y): glg.landmarks' integer pixel centres."""
+    size = 12
+    image = torch.arange(size * size, dtype=torch.float32).view(1, 1, size, size)
+    points = torch.tensor([[0.0, 0.0], [3.0, 7.0], [11.0, 5.0], [11.0, 11.0]])  # (x, y)
+    grid = unit_from_pixels(points, size).view(1, 1, -1, 2)
+    sampled = F.grid_sample(image, grid, mode="bilinear", align_corners=ALIGN_CORNERS)
+    assert sampled.flatten().tolist() == [y * size + x for x, y in points.int().tolist()]
+    torch.testing.assert_close(pixels_from_unit(unit_from_pixels(points, size), size), points)
+
+
+def test_identity_grid_holds_each_pixels_unit_coordinates():
+    grid = identity_grid(4, 8)  # (1, H, W, 2) of (x, y)
     assert grid.shape == (1, 4, 8, 2)
-    assert torch.allclose(grid[0, 0, :, 0], (torch.arange(8) + 0.5) / 4 - 1)
-    assert torch.allclose(grid[0, :, 0, 1], (torch.arange(4) + 0.5) / 2 - 1)
+    torch.testing.assert_close(grid[0, ..., 0], unit_from_pixels(torch.arange(8.0), 8).expand(4, 8))
+    torch.testing.assert_close(grid[0, ..., 1], unit_from_pixels(torch.arange(4.0), 4)[:, None]
+                               .expand(4, 8))
 
 
 def test_zero_flow_warps_to_itself():
     torch.manual_seed(0)
     r = torch.randn(2, 5, 58, 58)
-    assert torch.allclose(warp(r, torch.zeros(2, 2, 224, 224)), r, atol=1e-5)
+    torch.testing.assert_close(warp(r, torch.zeros(2, 2, 224, 224)), r, atol=1e-4, rtol=0)
 
 
 def test_known_shift_comes_back_shifted():
@@ -27,7 +49,7 @@ def test_known_shift_comes_back_shifted():
     assert torch.all(out[..., :2, :] == 0) and torch.all(out[..., :, -3:] == 0)
 
 
-def test_shift_at_a_coarser_resolution_keeps_its_normalised_size():
+def test_shift_at_a_coarser_resolution_keeps_its_unit_size():
     image = torch.arange(16.0).view(1, 1, 1, 16).expand(1, 1, 8, 16).contiguous()
     flow = pixel_shift_flow(8, 0, 64, 128)  # 8 of 128 px = 1 of 16 px
     assert torch.allclose(warp(image, flow)[..., :-1], image[..., 1:], atol=1e-5)
@@ -45,3 +67,14 @@ def test_warp_passes_gradients_to_features_and_flow():
     flow = (torch.randn(1, 2, 8, 8) * 0.1).requires_grad_()
     warp(r, flow).sum().backward()
     assert r.grad.abs().sum() > 0 and flow.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("size", [14, 56, 224])
+def test_the_flow_head_doubles_7x7_up_to_the_crop(size):
+    assert 7 * 2 ** flow_upsamplings(size) == size
+
+
+@pytest.mark.parametrize("size", [0, 7, 100, 225])
+def test_other_crop_sizes_are_refused(size):
+    with pytest.raises(GlgError, match="prepare.size"):
+        flow_upsamplings(size)

@@ -1,21 +1,12 @@
-"""The glg networks behind one facade: the variant the paper names is chosen by `model` params.
+"""The glg networks behind one facade, `build_model`: the `model` params pick the variant.
 
-| variant (paper)     | backbone | landmarks | style | flow |
-|---------------------|----------|-----------|-------|------|
-| ViT / ResNet        | vit/resnet | driving | false | true |
-| +LSt (Table IV)     |          | lst       | false | true |
-| +LGAN (Table IV)    |          | lgan      | false | true |
-| +Style (Table V)    |          | driving   | true  | true |
-| +LGAN+Style (III)   |          | lgan      | true  | true |
-| Style (Table V)     |   -      | driving   | true  | false|
-
-`lst` changes only the landmarks the loader draws (Eq. 3, in `glg.data`), not the networks.
-Conventions of every tensor: `glg.warp`.
+The paper's variants and their params: `glg.variants`. `model.landmark_mode=lst` changes only
+the landmarks the loader draws (Eq. 3, in `glg.data`), not the networks. Conventions of every
+tensor: `glg.warp`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple
 
 import torch
@@ -29,35 +20,14 @@ from glg.models.generator import ImageGenerator
 from glg.models.lgan import FACE_EMBEDDING_DIM, LandmarkDiscriminator, LandmarkGenerator
 from glg.models.parts import PartsReenactor, crop_parts, paste_parts
 
-__all__ = ["VARIANTS", "Judgement", "LandmarkDiscriminator", "PatchDiscriminator", "Reenactment",
-           "Reenactor", "build_discriminator", "build_landmark_discriminator", "build_model",
-           "crop_parts", "parameter_counts", "paste_parts", "variant_config"]
-
-# The paper's variants as `model` param overrides (Sec IV-B, Tables I-V).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "ViT": dict(backbone="vit", landmarks="driving", style=False, flow=True),
-    "ResNet": dict(backbone="resnet", landmarks="driving", style=False, flow=True),
-    "ViT+LSt": dict(backbone="vit", landmarks="lst", style=False, flow=True),
-    "ViT+LGAN": dict(backbone="vit", landmarks="lgan", style=False, flow=True),
-    "ViT+Style": dict(backbone="vit", landmarks="driving", style=True, flow=True),
-    "ViT+LGAN+Style": dict(backbone="vit", landmarks="lgan", style=True, flow=True),
-    "ResNet+LGAN+Style": dict(backbone="resnet", landmarks="lgan", style=True, flow=True),
-    "Style": dict(landmarks="driving", style=True, flow=False),
-}
-
-
-def variant_config(name: str, base: ModelConfig | None = None) -> ModelConfig:
-    """`base` (default sizes when None) with the switches of the paper's variant `name`."""
-    if name not in VARIANTS:
-        raise GlgError(f"unknown variant {name!r}; allowed: {', '.join(VARIANTS)}")
-    config = dataclasses.replace(base or ModelConfig(), **VARIANTS[name])
-    config.check()
-    return config
+__all__ = ["Judgement", "LandmarkDiscriminator", "PatchDiscriminator", "Reenactment", "Reenactor",
+           "build_discriminator", "build_landmark_discriminator", "build_model", "crop_parts",
+           "parameter_counts", "paste_parts"]
 
 
 class Reenactment(NamedTuple):
     image: torch.Tensor  # (B, 3, S, S) in [-1, 1], the re-enacted source
-    flow: torch.Tensor | None  # (B, 2, S, S) normalised units; None without flow (Style)
+    flow: torch.Tensor | None  # (B, 2, S, S) unit coordinates; None without flow (Style)
     parts: tuple[torch.Tensor, ...]  # 4 x (B, 3, h_k, w_k): re-enacted parts, PART_NAMES order
     parts_image: torch.Tensor  # I_p (B, 3, S, S): the parts pasted at the driving part centres
     source_landmarks: torch.Tensor | None  # (B, 68, 2) px, ViT auxiliary regression of the source
@@ -79,8 +49,9 @@ class Reenactor(nn.Module):
         self.flow_estimator = FlowEstimator(config, size) if config.flow else None
         self.parts = PartsReenactor(config)
         self.generator = ImageGenerator(config, size)
-        self.lgan = LandmarkGenerator(config, identities, size) if config.landmarks == "lgan" \
-            else None
+        self.lgan = None
+        if config.landmark_mode == "lgan":
+            self.lgan = LandmarkGenerator(config, identities, size)
         # face_recognition: the 128-d embedding of each identity in the prepare stage's table,
         # filled by `set_identity_embeddings` from data/annotations/_identity.parquet.
         unset = torch.full((identities, FACE_EMBEDDING_DIM), float("nan"))

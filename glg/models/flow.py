@@ -4,12 +4,11 @@ Both trunks turn one image into two flow features u (B, 2, D); the ViT also regr
 image's 68 landmarks from a third token (an auxiliary task, Sec III-A). The head compresses
 u_s and u_d to 2x128 each, flattens and concatenates them (512), maps them with an MLP to 6272
 = 128x7x7 and decodes that with transposed convolutions into a flow (B, 2, S, S) in the
-normalised grid units of `glg.warp`.
+unit coordinates of `glg.warp`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -21,32 +20,10 @@ from torch import nn
 from glg.config import ModelConfig
 from glg.errors import GlgError
 from glg.landmarks import N_LANDMARKS
+from glg.warp import FLOW_MAP_SIDE, flow_upsamplings, pixels_from_unit
 
 FLOW_TOKENS = 2  # rows of t that carry flow features (Sec III-A)
-FLOW_MAP_SIDE = 7  # f is reshaped to 128 x 7 x 7 (Sec III-A)
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of the one-channel patch input
-
-
-# --- helpers -------------------------------------------------------------------------------
-
-
-def flow_upsamplings(size: int) -> int:
-    """How many x2 transposed convolutions take the 7x7 map to `size`; size must be 7 * 2^k."""
-    k = round(math.log2(size / FLOW_MAP_SIDE)) if size >= FLOW_MAP_SIDE else -1
-    if k < 1 or FLOW_MAP_SIDE * 2**k != size:
-        raise GlgError(f"prepare.size must be 7 * 2^k (e.g. 224, Sec III-A) for the flow head, "
-                       f"got {size}")
-    return k
-
-
-def pixels_from_unit(coords: torch.Tensor, size: int) -> torch.Tensor:
-    """Coordinates in [-1, 1] (image edges) -> pixels of the size x size crop."""
-    return (coords + 1.0) * (size / 2.0)
-
-
-def unit_from_pixels(coords: torch.Tensor, size: int) -> torch.Tensor:
-    """Pixels of the size x size crop -> coordinates in [-1, 1] (image edges)."""
-    return coords * (2.0 / size) - 1.0
 
 
 # --- blocks --------------------------------------------------------------------------------
@@ -157,7 +134,7 @@ def resnet34_weights(choice: str):
 
 
 class FlowHead(nn.Module):
-    """(u_s, u_d) each (B, 2, D) -> flow (B, 2, S, S) in normalised units (Sec III-A)."""
+    """(u_s, u_d) each (B, 2, D) -> flow (B, 2, S, S) in units (Sec III-A)."""
 
     def __init__(self, config: ModelConfig, size: int):
         super().__init__()
@@ -192,7 +169,7 @@ class FlowHead(nn.Module):
 
 
 class FlowEstimate(NamedTuple):
-    flow: torch.Tensor  # (B, 2, S, S), normalised units (glg.warp)
+    flow: torch.Tensor  # (B, 2, S, S), unit coordinates (glg.warp)
     source_landmarks: torch.Tensor | None  # (B, 68, 2) px, ViT auxiliary output; None for ResNet
     driving_landmarks: torch.Tensor | None  # (B, 68, 2) px
 

@@ -1,4 +1,4 @@
-"""The image generator: a U-Net-like CNN with one skip, warping source features (Sec III-C, thesis 3.4).
+"""The image generator, a U-Net-like CNN with one skip (Sec III-C, thesis 3.4).
 
 The source goes through three convolutions to a 58x58 feature map r; the flow, resized to
 58x58, warps r into r*; I_p (the pasted re-enacted parts), resized to 58x58, is concatenated;
@@ -15,17 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from glg.config import ModelConfig
-from glg.models.flow import flow_upsamplings
 from glg.models.style import StyledConv, StyleEncoder
-from glg.warp import ALIGN_CORNERS, warp
+from glg.warp import ALIGN_CORNERS, flow_upsamplings, warp
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def feature_side(size: int) -> int:
-    """Side of r for an S x S input: 58 at 224 (Sec III-C), i.e. S / 4 + 2."""
-    return size // 4 + 2
 
 
 def resize(x: torch.Tensor, side: int) -> torch.Tensor:
@@ -65,7 +59,7 @@ class SourceEncoder(nn.Module):
 
 
 class ImageGenerator(nn.Module):
-    """(source, flow or None, I_p, heatmap (B, 1, S, S)) -> re-enacted image (B, 3, S, S) (Sec III-C).
+    """(source, flow or None, I_p, heatmap (B, 1, S, S)) -> re-enacted image (B, 3, S, S).
 
     `flow=None` is Table V's "Style" baseline: r is used unwarped. The heatmap is read only when
     the style branch is on.

@@ -18,7 +18,7 @@ from torch import nn
 from glg.config import ModelConfig
 from glg.errors import GlgError
 from glg.landmarks import AU_IDS, N_LANDMARKS
-from glg.models.flow import pixels_from_unit, unit_from_pixels
+from glg.warp import pixels_from_unit, unit_from_pixels
 
 FACE_EMBEDDING_DIM = 128  # dlib / face_recognition's embedding (data/annotations/_identity.parquet)
 POSE_SCALE = 90.0  # degrees to "normalised angles" (Eq. 3.4): +-90 deg -> +-1; the scale is chosen
@@ -28,7 +28,7 @@ POSE_SCALE = 90.0  # degrees to "normalised angles" (Eq. 3.4): +-90 deg -> +-1; 
 
 
 class IdentityInput(nn.Module):
-    """ID_s -> (B, identity_dim): (B,) int64 indices via a learned table, or (B, 128) face embeddings."""
+    """ID_s -> (B, identity_dim): (B,) int64 indices via a learned table, or (B, 128) embeddings."""
 
     def __init__(self, config: ModelConfig, identities: int):
         super().__init__()
@@ -51,7 +51,7 @@ class IdentityInput(nn.Module):
 
 
 class Condition(nn.Module):
-    """(ID_s, pose in degrees (B, 3), AUs present (B, 18)) -> the condition vector (B, id + 3 + au)."""
+    """(ID_s, pose in degrees (B, 3), AUs present (B, 18)) -> condition vector (B, id + 3 + au)."""
 
     def __init__(self, config: ModelConfig, identities: int):
         super().__init__()
@@ -59,7 +59,8 @@ class Condition(nn.Module):
         self.aus = nn.Parameter(torch.randn(len(AU_IDS), config.lgan_au_dim) * 0.1)  # AU_i
         self.width = config.lgan_identity_dim + 3 + config.lgan_au_dim
 
-    def forward(self, identity: torch.Tensor, pose: torch.Tensor, aus: torch.Tensor) -> torch.Tensor:
+    def forward(self, identity: torch.Tensor, pose: torch.Tensor,
+                aus: torch.Tensor) -> torch.Tensor:
         expression = aus.to(self.aus.dtype) @ self.aus  # sum of present AUs' embeddings (Eq. 3.4)
         return torch.cat([self.identity(identity), pose / POSE_SCALE, expression], 1)
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from glg.config import ModelConfig
-from glg.parts import PART_NAMES
+from glg.parts import PART_NAMES, crop_origin
 
 BLANK = -1.0  # the blank of I_p: black in [-1, 1], as the heatmap's black background
 
@@ -22,35 +22,37 @@ BLANK = -1.0  # the blank of I_p: black in [-1, 1], as the heatmap's black backg
 # --- helpers -------------------------------------------------------------------------------
 
 
-def part_corners(centres: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Integer top-left corners (..., 2) of height x width boxes centred at `centres` (x, y) px."""
-    half = torch.tensor([width / 2.0, height / 2.0], device=centres.device)
-    return torch.floor(centres.detach() - half + 0.5).long()
+def part_origins(centres: torch.Tensor, height: int, width: int) -> list[list[int]]:
+    """Top-left (x, y) pixels of height x width boxes centred at `centres` (B, 2) px, per sample.
+
+    `glg.parts.crop_origin`'s rounding, so the loader's numpy crops and these agree.
+    """
+    return crop_origin(centres.detach().float().cpu().numpy(), height, width).tolist()
 
 
 def crop_parts(image: torch.Tensor, centres: torch.Tensor, sizes: Sequence[tuple[int, int]],
                fill: float = BLANK) -> tuple[torch.Tensor, ...]:
     """Crops (B, C, h_k, w_k) of `image` (B, C, H, W) centred at `centres` (B, K, 2) px.
 
-    Outside the image reads `fill`.
-
-    The inverse of `paste_parts`; gives the driving's real parts, the target of the parts L1.
+    Outside the image reads `fill`. The inverse of `paste_parts`; it gives the driving's real
+    parts, the target of the parts L1 (Sec III-D).
     """
     margin = max(max(h, w) for h, w in sizes)
     padded = nn.functional.pad(image, (margin,) * 4, value=fill)
     crops = []
     for k, (height, width) in enumerate(sizes):
-        corners = part_corners(centres[:, k], height, width) + margin  # (B, 2)
-        corners[:, 0].clamp_(0, padded.shape[-1] - width)
-        corners[:, 1].clamp_(0, padded.shape[-2] - height)
+        # A box further out than the margin reads the padding's edge, which is `fill` too.
+        origins = [(min(max(x + margin, 0), padded.shape[-1] - width),
+                    min(max(y + margin, 0), padded.shape[-2] - height))
+                   for x, y in part_origins(centres[:, k], height, width)]
         crops.append(torch.stack([padded[b, :, y:y + height, x:x + width]
-                                  for b, (x, y) in enumerate(corners.tolist())]))
+                                  for b, (x, y) in enumerate(origins)]))
     return tuple(crops)
 
 
 def paste_parts(parts: Sequence[torch.Tensor], centres: torch.Tensor, size: int,
                 fill: float = BLANK) -> torch.Tensor:
-    """I_p (B, C, S, S): parts (B, C, h_k, w_k) pasted on a blank image, centred at `centres` (B, K, 2).
+    """I_p (B, C, S, S): parts (B, C, h_k, w_k) pasted on a blank image at `centres` (B, K, 2) px.
 
     Sec III-B: "directly placed on another blank 224x224 image". Where parts overlap, the later
     one in PART_NAMES order wins; what falls outside the image is cut off.
@@ -59,8 +61,7 @@ def paste_parts(parts: Sequence[torch.Tensor], centres: torch.Tensor, size: int,
     canvas = parts[0].new_full((batch, channels, size, size), fill)
     for k, part in enumerate(parts):
         height, width = part.shape[-2:]
-        corners = part_corners(centres[:, k], height, width).tolist()
-        for b, (x0, y0) in enumerate(corners):
+        for b, (x0, y0) in enumerate(part_origins(centres[:, k], height, width)):
             x1, y1 = x0 + width, y0 + height
             cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
             if cx0 >= cx1 or cy0 >= cy1:

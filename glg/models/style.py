@@ -72,7 +72,7 @@ class StyleEncoder(nn.Module):
 
 
 class StyledConv(nn.Module):
-    """One generator convolution: modulated by w when the style branch is on, else conv + instance norm.
+    """One generator convolution, modulated by w when styled, else conv + instance norm.
 
     Demodulation normalises like instance norm does, so the two settings differ only by the style.
     """
