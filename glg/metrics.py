@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from glg.landmarks import (AU_IDS, AU_PRESENCE, AU_SCORE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS,
-                           interocular, landmarks_from_table)
+                           interocular, landmarks_from_table, rescale_points)
 
 
 def nme(points: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -64,9 +64,11 @@ def annotation_accuracy(annotations: pd.DataFrame, manifest: pd.DataFrame,
     if ok.empty:
         out["note"] = "no matched frame has a successful annotation"
         return out
-    scale = (size / ok["crop_size"].to_numpy())[:, None]  # (M, 1)
-    gt_x = (ok[[f"gt_{c}" for c in X_COLUMNS]].to_numpy() - ok[["crop_x0"]].to_numpy()) * scale
-    gt_y = (ok[[f"gt_{c}" for c in Y_COLUMNS]].to_numpy() - ok[["crop_y0"]].to_numpy()) * scale
+    crop_side = ok[["crop_size"]].to_numpy()  # (M, 1): source px -> stored px, pixel convention
+    gt_x = rescale_points(ok[[f"gt_{c}" for c in X_COLUMNS]].to_numpy()
+                          - ok[["crop_x0"]].to_numpy(), crop_side, size)
+    gt_y = rescale_points(ok[[f"gt_{c}" for c in Y_COLUMNS]].to_numpy()
+                          - ok[["crop_y0"]].to_numpy(), crop_side, size)
     error = nme(landmarks_from_table(ok), np.stack([gt_x, gt_y], -1))  # (M,)
     out["nme"] = float(error.mean())
     out["nme_median"] = float(np.median(error))

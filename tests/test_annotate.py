@@ -209,7 +209,7 @@ def test_accuracy_is_perfect_for_the_truth_itself_and_maps_crops():
     manifest = pd.DataFrame({"identity": "id00", "video": "clip00", "frame": [0, 1, 2],
                              "source_frame": [5, 6, 7], "crop_x0": 20.0, "crop_y0": 10.0,
                              "crop_size": 128.0})
-    stored = (truth_points - [20, 10]) * 2.0
+    stored = (truth_points - [20, 10] + 0.5) * 2.0 - 0.5  # pixel centres at integers
     result = ClipResult(np.arange(3), np.ones(3, bool), np.ones(3, np.float32),
                         np.zeros((3, 4), np.float32), stored.astype(np.float32),
                         np.array([[0, -10, 0], [0, 0, 0], [0, 10, 0]], np.float32),
