@@ -29,7 +29,7 @@ from glg.landmarks import AU_PRESENCE, POSE_COLUMNS, landmarks_from_table
 from glg.heatmap import draw_heatmap
 from glg.landmark_transfer import transfer_landmarks
 from glg.parts import crop_part, part_centres
-from glg.prepared import FRAMES, PAIRS, SCENARIOS, read_identities, read_parts
+from glg.prepared import FRAMES, PAIRS, SCENARIOS, SPLITS, read_identities, read_parts
 
 # The guiding landmarks a pair holds: the driving's as they are, or moved toward the source
 # person by Eq. 3 (Sec III-B-1). The LGAN's (`model.landmark_mode=lgan`) come from the model.
@@ -62,7 +62,12 @@ class PreparedFrames:
         if not path.is_file():
             raise GlgError(f"{path}: prepared frame index not found (run prepare first)")
         index = pd.read_parquet(path)
-        self.keys = index[["identity", "video", "frame", "split"]]
+        clip = index.groupby(["identity", "video"], sort=False).ngroup()
+        self.clip = clip.to_numpy(np.int64)  # (N,) row of `clips`
+        self.clips = index.loc[~clip.duplicated(), ["identity", "video", "identity_index"]
+                               ].reset_index(drop=True)  # one row per clip, in stored order
+        self.frame = index["frame"].to_numpy(np.int64)  # (N,) frame index within its clip
+        self.split = index["split"].map({s: k for k, s in enumerate(SPLITS)}).to_numpy(np.int8)
         self.landmarks = landmarks_from_table(index).astype(np.float32)  # (N, 68, 2)
         self.pose = index[list(POSE_COLUMNS)].to_numpy(np.float32)  # (N, 3)
         self.aus = index[list(AU_PRESENCE)].to_numpy(np.float32)  # (N, 18)
@@ -75,6 +80,15 @@ class PreparedFrames:
 
     def __len__(self) -> int:
         return len(self.identity)
+
+    def rows(self, split: str) -> np.ndarray:
+        """Row indices of one split (`glg.prepared.SPLITS`), in stored order (clip by clip)."""
+        return np.flatnonzero(self.split == SPLITS.index(split))
+
+    def key(self, index: int) -> tuple[str, str, int]:
+        """(identity, video, frame) of a row."""
+        clip = self.clips.iloc[self.clip[index]]
+        return clip["identity"], clip["video"], int(self.frame[index])
 
     def image(self, index: int) -> np.ndarray:
         """(S, S, 3) uint8 RGB frame, a view into its shard."""
@@ -145,11 +159,10 @@ class TrainingPairs(_Pairs):
     def __init__(self, prepared_dir: str | Path, seed: int,
                  landmark_mode: LandmarkMode = "driving"):
         super().__init__(prepared_dir, landmark_mode)
-        keys = self.frames.keys
-        train = np.flatnonzero((keys["split"] == "train").to_numpy())
+        train = self.frames.rows("train")
         if len(train) == 0:
             raise GlgError(f"{self.frames.dir / FRAMES}: no training frames")
-        clip = keys.iloc[train].groupby(["identity", "video"], sort=False).ngroup().to_numpy()
+        clip = self.frames.clip[train]
         order = np.argsort(clip, kind="stable")
         self.rows = train[order]  # training frames grouped by clip
         clip = clip[order]

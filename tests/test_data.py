@@ -10,7 +10,7 @@ from _prepare_data import write_dataset
 from torch.utils.data import default_collate
 
 from glg.config import PrepareConfig
-from glg.data import EvaluationPairs, Pair, TrainingPairs, iterate_pairs
+from glg.data import EvaluationPairs, Pair, PreparedFrames, TrainingPairs, iterate_pairs
 from glg.errors import GlgError
 from glg.models.parts import crop_parts
 from glg.parts import part_centres
@@ -94,6 +94,15 @@ def test_the_draw_depends_only_on_seed_epoch_and_index(prepared):
     assert drivings(dataset, reversed(items)) == forward
     assert drivings(TrainingPairs(prepared, seed=0), items, epoch=1) != forward
     assert drivings(TrainingPairs(prepared, seed=1), items) != forward
+
+
+def test_prepared_frames_name_their_rows_and_splits(prepared):
+    frames, table = PreparedFrames(prepared), pd.read_parquet(prepared / FRAMES)
+    for split in ("train", "holdout", "test"):
+        assert frames.rows(split).tolist() == np.flatnonzero(table["split"] == split).tolist()
+    for i in range(0, len(table), 7):
+        assert frames.key(i) == tuple(table.loc[i, ["identity", "video", "frame"]])
+    assert (frames.clips["identity_index"].to_numpy()[frames.clip] == frames.identity).all()
 
 
 def test_evaluation_pairs_follow_the_pair_table(prepared):
