@@ -1,17 +1,20 @@
-"""Loader and prepare-stage figures (issue 4): pairs/s with a DataLoader, the time per pair of
-each piece, and prepare's wall time and peak memory on a demo-sized dataset.
+"""Loader and prepare-stage figures (issues 4 and 13): pairs/s with a DataLoader at 1, 2 (and,
+on a machine with 16 cores, 16) workers, the time per pair of each piece, the JPEG decode on the
+training device, prepare's wall time and peak memory, and the prepared store's size.
 
     python benchmarks/bench_loader.py [--frames 75] [--batches 30]
 
 Builds its data in a temporary folder: 6 identities x 3 clips x `--frames` frames of 256 px
-JPEGs (the demo's shape). Every rate is printed with a reference measured in the same run:
-the loader against the single-process rate, memory against prepare on a quarter of the frames.
+JPEGs (the demo's shape). Every figure is printed with a reference measured in the same run:
+the loader against the single-process rate, memory against prepare on a quarter of the frames,
+the prepared store against the frame store it came from.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 import tempfile
 import time
@@ -66,11 +69,13 @@ def per_piece(dataset: TrainingPairs, n: int = 320) -> dict[str, float]:
             fn(int(r))
         times[name] = (time.perf_counter() - started) / n * 1e3
 
-    clock("2 frames: memmap read, CHW uint8 copy", lambda r: (_chw(f.image(r)), _chw(f.image(r))))
+    clock("2 frames: read, JPEG decode, CHW uint8 copy", lambda r: (_chw(f.image(r)),
+                                                                    _chw(f.image(r))))
     clock("heatmap: B-spline, drawn", lambda r: draw_heatmap(f.landmarks[r], 224, as_uint8=True))
     clock("heatmap: stored, memmap read (alternative)", lambda r: stored_heatmaps[r].copy())
     heat = draw_heatmap(f.landmarks[0], 224, as_uint8=True)
-    clock("8 part crops", lambda r: [crop_part(x, c, h, w) for x in (f.image(r), heat)
+    decoded = {int(r): f.image(int(r)) for r in set(rows.tolist())}
+    clock("8 part crops", lambda r: [crop_part(x, c, h, w) for x in (decoded[r], heat)
                                      for c, (h, w) in zip(part_centres(f.landmarks[r]),
                                                           f.part_sizes)])
     i = f.identity
@@ -83,12 +88,14 @@ def per_piece(dataset: TrainingPairs, n: int = 320) -> dict[str, float]:
     return times
 
 
-def loader_rate(dataset: TrainingPairs, workers: int, batches: int, how: str = "iterate") -> float:
+def loader_rate(dataset: TrainingPairs, workers: int, batches: int, how: str = "workers",
+                device: str | None = None) -> float:
     """Pairs/s over `batches` batches of 32 after two warm-up batches: through `iterate_pairs`
-    (uint8 from the workers, float in the main process), a plain DataLoader of float pairs
-    ("float"), or of uint8 pairs left undecoded ("uint8", what a decode on the GPU would see)."""
-    if how == "iterate":
-        it = iterate_pairs(dataset, 32, workers, seed=0)
+    with the JPEGs decoded in the workers ("workers") or on `device` in the main process
+    ("device"), a plain DataLoader of float pairs ("float"), or of uint8 pairs left undecoded
+    ("uint8", what the training step would convert on the GPU)."""
+    if how in ("workers", "device"):
+        it = iterate_pairs(dataset, 32, workers, seed=0, device=device, decode=how)
     else:
         if how == "uint8":
             dataset = copy.copy(dataset)
@@ -99,8 +106,15 @@ def loader_rate(dataset: TrainingPairs, workers: int, batches: int, how: str = "
         next(it)
     started = time.perf_counter()
     for _ in range(batches):
-        next(it)
+        batch = next(it)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    del batch
     return 32 * batches / (time.perf_counter() - started)
+
+
+def folder_mib(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.iterdir()) / 2**20
 
 
 def main() -> None:
@@ -118,19 +132,33 @@ def main() -> None:
         print(f"prepare: {n} frames in {wall:.2f} s ({n / wall:.0f} frames/s), peak RSS "
               f"{peak:.0f} MiB; on {n_half} frames {wall_half:.2f} s, {peak_half:.0f} MiB "
               f"-> memory ratio {peak / peak_half:.2f} for {n / n_half:.1f}x the frames")
+        stored, prepared = folder_mib(tmp / "full" / "frames"), folder_mib(
+            tmp / "full" / "prepared")
+        print(f"disk: prepared {prepared:.1f} MiB against the frame store's {stored:.1f} MiB "
+              f"-> ratio {prepared / stored:.2f} (limit ~1.5)")
 
         dataset = TrainingPairs(tmp / "full" / "prepared", seed=0)
         for name, ms in per_piece(dataset).items():
             print(f"per pair: {name:45s} {ms:6.3f} ms")
         batches = min(args.batches, len(dataset) // 32 - 2)
         single = loader_rate(dataset, 0, batches)
-        two = loader_rate(dataset, 2, batches)
+        print(f"loader: batch 32, single process {single:.0f} pairs/s (the reference)")
+        workers = [1, 2] + ([16] if (os.cpu_count() or 1) >= 16 else [])
+        rates = {w: loader_rate(dataset, w, batches) for w in workers}
+        for w, rate in rates.items():
+            target = " (target >= 300)" if w == 2 else ""
+            print(f"loader: batch 32, {w:2d} workers {rate:5.0f} pairs/s{target} -> "
+                  f"{rate / single:.2f}x the single process")
         plain = loader_rate(dataset, 2, batches, how="float")
         undecoded = loader_rate(dataset, 2, batches, how="uint8")
-        print(f"loader: batch 32, 2 workers {two:.0f} pairs/s (target >= 300); single process "
-              f"{single:.0f} pairs/s -> ratio {two / single:.2f}; 2 workers handing over float32 "
-              f"{plain:.0f} pairs/s -> uint8 hand-over {two / plain:.2f}x; uint8 batches left "
-              f"for a GPU to decode {undecoded:.0f} pairs/s ({undecoded / two:.2f}x)")
+        print(f"loader: 2 workers handing over float32 {plain:.0f} pairs/s -> uint8 hand-over "
+              f"{rates[2] / plain:.2f}x; uint8 batches left undecoded {undecoded:.0f} pairs/s "
+              f"({undecoded / rates[2]:.2f}x)")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        on_device = loader_rate(dataset, 2, batches, how="device", device=device)
+        print(f"loader: 2 workers handing over JPEG bytes, decoded by torchvision on {device} "
+              f"{on_device:.0f} pairs/s -> {on_device / rates[2]:.2f}x decoding in the workers")
+
 
 if __name__ == "__main__":
     main()

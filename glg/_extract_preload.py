@@ -1,9 +1,6 @@
 """Imported once by extract's fork server: every worker forked from it starts with the modules
 loaded and dlib's face detector built (see `glg.extract._worker_pool`)."""
 
-import pyarrow.parquet  # noqa: F401  - the workers write Parquet spool files
-import pandas  # noqa: F401  - pyarrow imports it lazily on the first table
-
 import glg.extract  # noqa: F401  - the workers run its extract_clip
 from glg.face_crop import face_detector
 

@@ -3,8 +3,9 @@
 - `shard-NNNNN.parquet`: one row per stored frame (`annotation_schema()`), clips in sorted order,
   at most `annotate.shard_rows` rows a shard, failed frames kept with `success` False;
 - `_identity.parquet`: one identity embedding per clip (`identity_schema()`).
-Both carry `SCHEMA_VERSION` in their Parquet metadata; `read_annotations` is the one reader and
-checks it (`pd.read_parquet("data/annotations")` also works: it skips `_identity.parquet`).
+Both carry `SCHEMA_VERSION` in their Parquet metadata; `read_annotations` (a table) and
+`iter_annotation_clips` (clip by clip, in constant memory) read them and check it
+(`pd.read_parquet("data/annotations")` also works: it skips `_identity.parquet`).
 Boxes and landmarks are in stored-frame pixels (convention: `glg.landmarks`), pose in degrees
 (`glg.landmarks.rotation_matrix`). A backend (`Backend`, one per file in `glg/annotate/`)
 returns one `ClipResult` per clip; `to_table` turns it into rows.
@@ -12,7 +13,7 @@ returns one `ClipResult` per clip; `to_table` turns it into rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -159,6 +160,54 @@ def read_annotations(annotations_dir: str | Path, columns: Sequence[str] | None 
                      identities: Sequence[str] | None = None) -> pd.DataFrame:
     """The annotation rows, only `columns` and `identities`' rows if given (so memory stays
     bounded on large data); every shard's schema version and the asked columns are checked."""
+    shards = _checked_shards(annotations_dir, columns)
+    columns = None if columns is None else list(columns)
+    if identities is not None and not identities:
+        empty = annotation_schema().empty_table()
+        return (empty if columns is None else empty.select(columns)).to_pandas()
+    filters = None if identities is None else [("identity", "in", sorted(identities))]
+    return pd.read_parquet([str(s) for s in shards], columns=columns, filters=filters)
+
+
+def iter_annotation_clips(annotations_dir: str | Path,
+                          columns: Sequence[str]) -> Iterator[tuple[str, str, pa.Table]]:
+    """`(identity, video, rows)` of every annotated clip in stored order, only `columns`.
+
+    Reads one row group at a time, so memory holds a row group and a clip, whatever the
+    dataset's size. Shards and columns are checked before the first clip is returned; a clip
+    whose rows are not together, in (identity, video) order as annotate writes them, is an error.
+    """
+    shards = _checked_shards(annotations_dir, columns)
+    columns = list(dict.fromkeys(["identity", "video", *columns]))
+
+    def clips() -> Iterator[tuple[str, str, pa.Table]]:
+        held: list[pa.Table] = []  # the rows of the clip in hand so far
+        last: tuple[str, str] | None = None
+        for shard in shards:
+            parquet = pq.ParquetFile(shard)
+            for group in range(parquet.num_row_groups):
+                table = parquet.read_row_group(group, columns=columns)
+                keys = list(zip(table["identity"].to_pylist(), table["video"].to_pylist()))
+                starts = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]]
+                for begin, end in zip(starts, starts[1:] + [len(keys)]):
+                    key = keys[begin]
+                    if key != last and last is not None:
+                        if key < last:
+                            raise GlgError(f"{shard}: rows of {key[0]}/{key[1]} come after "
+                                           f"{last[0]}/{last[1]}; annotation rows must be in "
+                                           "(identity, video) order (re-run annotate)")
+                        yield *last, pa.concat_tables(held)
+                        held = []
+                    held.append(table.slice(begin, end - begin))
+                    last = key
+        if last is not None:
+            yield *last, pa.concat_tables(held)
+
+    return clips()
+
+
+def _checked_shards(annotations_dir: str | Path, columns: Sequence[str] | None) -> list[Path]:
+    """The annotation shards in order, each one's schema version and `columns` checked."""
     annotations_dir = Path(annotations_dir)
     if not annotations_dir.is_dir():
         raise GlgError(f"{annotations_dir}: annotations folder not found (run annotate first)")
@@ -178,9 +227,4 @@ def read_annotations(annotations_dir: str | Path, columns: Sequence[str] | None 
         missing = [c for c in columns or () if c not in schema.names]
         if missing:
             raise GlgError(f"{shard}: annotation column {missing[0]!r} missing")
-    columns = None if columns is None else list(columns)
-    if identities is not None and not identities:
-        empty = annotation_schema().empty_table()
-        return (empty if columns is None else empty.select(columns)).to_pandas()
-    filters = None if identities is None else [("identity", "in", sorted(identities))]
-    return pd.read_parquet([str(s) for s in shards], columns=columns, filters=filters)
+    return shards

@@ -111,7 +111,8 @@ class PrepareConfig:
     min_frames: int = 2  # usable frames a clip needs: a training pair is two of its frames (Sec II)
     part_margin: float = 0.5  # crop side = average box side + margin x its longer side (our choice)
     part_multiple: int = 8  # part crop sides rounded up to a multiple of this, px (our choice)
-    shard_frames: int = 4096  # frames per memory-mapped shard (4096 x 224 x 224 x 3 B = 0.6 GB)
+    jpeg_quality: int = 95  # quality of the stored S px JPEG frames, as extract's (our choice)
+    shard_mb: float = 256.0  # a frame shard is closed once it holds this much JPEG data, MiB
 
     def check(self) -> None:
         _require(self.size >= 32 and self.size % 2 == 0, "prepare.size", "an even integer >= 32",
@@ -127,8 +128,9 @@ class PrepareConfig:
                  self.part_margin)
         _require(self.part_multiple >= 1, "prepare.part_multiple", "an integer >= 1",
                  self.part_multiple)
-        _require(self.shard_frames >= 1, "prepare.shard_frames", "an integer >= 1",
-                 self.shard_frames)
+        _require(1 <= self.jpeg_quality <= 100, "prepare.jpeg_quality", "an integer in [1, 100]",
+                 self.jpeg_quality)
+        _require(self.shard_mb > 0, "prepare.shard_mb", "a positive number", self.shard_mb)
 
 
 @dataclass(frozen=True)

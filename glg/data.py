@@ -1,35 +1,42 @@
 """Training and evaluation pairs from the prepare stage's store, as `Pair`s for torch.
 
-Frames come from the memory-mapped (N, S, S, 3) uint8 shards that `glg.prepare` wrote (opened
-lazily, once per worker); heatmaps and part crops are computed on the fly. Measured by
-`benchmarks/bench_loader.py` on the busy 2-core machine: drawing a B-spline heatmap costs
-0.2-0.5 ms per pair and the eight crops 0.3-0.5 ms; reading a stored heatmap would cost ~0.1 ms,
-but storing them takes 50 KB per frame and cannot serve Eq. 3's transferred landmarks, which
-depend on the source person, so they are drawn here.
+Frames are JPEGs in the prepared frame store and annotations memory-mapped arrays
+(`glg.prepared`), opened once per worker; heatmaps and part crops are computed on the fly.
+Measured by `benchmarks/bench_loader.py` on the busy 2-core machine: drawing a B-spline heatmap
+costs 0.1-0.5 ms per pair and the eight crops 0.2-0.5 ms; reading a stored heatmap would cost
+~0.1 ms, but storing them takes 50 KB per frame and cannot serve Eq. 3's transferred landmarks,
+which depend on the source person, so they are drawn here.
 
 Worker processes hand batches over in uint8 (`raw` datasets) and `iterate_pairs` turns them into
 the float `Pair` in the main process or on the GPU: handing over float32 moves 4x the bytes
-and halved the rate (113-199 against 237-350 pairs/s with 2 workers, same runs).
+and halved the rate (113-199 against 237-350 pairs/s with 2 workers, same runs). The JPEGs are
+decoded either in the workers (libjpeg-turbo through OpenCV, ~0.3 ms a 224 px frame) or, with
+`decode="device"`, in the main process by `torchvision.io.decode_jpeg` on the training device
+(nvjpeg on a GPU): the workers then hand over the JPEG bytes and `decode_pair` cuts the source
+parts with the torch crop (`glg.models.parts.crop_parts`), which shares the crop rule.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from glg.errors import GlgError
-from glg.landmarks import AU_PRESENCE, POSE_COLUMNS, landmarks_from_table
+from glg.frames import FRAME, FrameStore
 from glg.heatmap import draw_heatmap
 from glg.landmark_transfer import transfer_landmarks
+from glg.models.parts import crop_parts
 from glg.parts import crop_part, part_centres
-from glg.prepared import FRAMES, PAIRS, SCENARIOS, SPLITS, read_identities, read_parts
+from glg.prepared import PAIRS, SCENARIOS, SPLITS, read_array, read_identities, read_parts
 
 # The guiding landmarks a pair holds: the driving's as they are, or moved toward the source
 # person by Eq. 3 (Sec III-B-1). The LGAN's (`model.landmark_mode=lgan`) come from the model.
@@ -54,32 +61,34 @@ class Pair(NamedTuple):
 
 
 class PreparedFrames:
-    """The prepared frames and their annotations; the shards are memory-mapped on first use."""
+    """The prepared frames and their annotations, memory-mapped: nothing per frame is read into
+    memory until a row is asked for (format: `glg.prepared`)."""
 
     def __init__(self, prepared_dir: str | Path):
         self.dir = Path(prepared_dir)
-        path = self.dir / FRAMES
-        if not path.is_file():
-            raise GlgError(f"{path}: prepared frame index not found (run prepare first)")
-        index = pd.read_parquet(path)
-        clip = index.groupby(["identity", "video"], sort=False).ngroup()
-        self.clip = clip.to_numpy(np.int64)  # (N,) row of `clips`
-        self.clips = index.loc[~clip.duplicated(), ["identity", "video", "identity_index"]
-                               ].reset_index(drop=True)  # one row per clip, in stored order
-        self.frame = index["frame"].to_numpy(np.int64)  # (N,) frame index within its clip
-        self.split = index["split"].map({s: k for k, s in enumerate(SPLITS)}).to_numpy(np.int8)
-        self.landmarks = landmarks_from_table(index).astype(np.float32)  # (N, 68, 2)
-        self.pose = index[list(POSE_COLUMNS)].to_numpy(np.float32)  # (N, 3)
-        self.aus = index[list(AU_PRESENCE)].to_numpy(np.float32)  # (N, 18)
-        self.identity = index["identity_index"].to_numpy(np.int64)
-        self.shard = index["shard"].to_numpy(np.int64)
-        self.row = index["row"].to_numpy(np.int64)
-        _, self.mean, self.std = read_identities(self.dir)  # (I, 68, 2) each
+        self.landmarks = read_array(self.dir, "landmarks")  # (N, 68, 2) float32, S pixels
+        self.pose = read_array(self.dir, "pose")  # (N, 3) float32 degrees
+        self.aus = read_array(self.dir, "aus")  # (N, 18) float32 0/1
+        self.identity = read_array(self.dir, "identity")  # (N,) int64 row of identities.parquet
+        self.clip = read_array(self.dir, "clip")  # (N,) int64 row of `clips`
+        self.split = read_array(self.dir, "split")  # (N,) int8 index into SPLITS
+        self.store = FrameStore(self.dir)  # the S px JPEG frames
+        self.frame = self.store.locations[:, FRAME]  # (N,) int64 frame index within its clip
+        table, self.mean, self.std = read_identities(self.dir)  # (I, 68, 2) each
+        index = dict(zip(table["identity"], table["index"]))
+        self.clips = self.store.clips[["identity", "video"]].copy()  # one row per clip
+        self.clips["identity_index"] = self.clips["identity"].map(index).astype(np.int64)
         self.part_sizes = read_parts(self.dir)  # 4 x (h, w)
-        self._shards: list[np.ndarray] | None = None
+        self.size = self.store.frame_size()  # S
 
     def __len__(self) -> int:
         return len(self.identity)
+
+    def __getstate__(self) -> dict:
+        return {"dir": self.dir}  # a worker maps the files itself: no copy of the arrays
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["dir"])
 
     def rows(self, split: str) -> np.ndarray:
         """Row indices of one split (`glg.prepared.SPLITS`), in stored order (clip by clip)."""
@@ -91,14 +100,12 @@ class PreparedFrames:
         return clip["identity"], clip["video"], int(self.frame[index])
 
     def image(self, index: int) -> np.ndarray:
-        """(S, S, 3) uint8 RGB frame, a view into its shard."""
-        if self._shards is None:
-            self._shards = [np.load(self.dir / f"frames-{k:03d}.npy", mmap_mode="r")
-                            for k in range(int(self.shard.max()) + 1)]
-        return self._shards[self.shard[index]][self.row[index]]
+        """(S, S, 3) uint8 RGB frame, decoded on the CPU (libjpeg-turbo through OpenCV)."""
+        return self.store.image(index)
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_shards": None}  # each worker maps the shards itself
+    def jpeg(self, index: int) -> np.ndarray:
+        """The frame's JPEG file, (bytes,) uint8, for decoding elsewhere (`decode_pair`)."""
+        return self.store.jpeg(index)
 
 
 class _Pairs(Dataset):
@@ -110,31 +117,40 @@ class _Pairs(Dataset):
         self.frames = PreparedFrames(prepared_dir)
         self.landmark_mode = landmark_mode
         self.raw = False  # True: images and heatmaps stay uint8 for `decode_pair` (loader workers)
+        self.jpeg = False  # with `raw`: images stay JPEG files, decoded by `decode_pair`
 
     def pair(self, source: int, driving: int) -> Pair:
-        raw = self.raw_pair(source, driving)
+        raw = self.raw_pair(source, driving, jpeg=self.raw and self.jpeg)
         return raw if self.raw else decode_pair(raw)
 
-    def raw_pair(self, source: int, driving: int) -> Pair:
-        """The pair with uint8 images (0..255) and heatmaps (0..255 for [0, 1])."""
+    def raw_pair(self, source: int, driving: int, jpeg: bool = False) -> Pair:
+        """The pair with uint8 images (0..255) and heatmaps (0..255 for [0, 1]); with `jpeg`,
+        the images are their JPEG files ((bytes,) uint8) and `source_parts` is empty, for
+        `decode_pair` to decode and cut on the training device."""
         f = self.frames
-        source_image, driving_image = f.image(source), f.image(driving)  # (S, S, 3) uint8
         source_landmarks, driving_landmarks = f.landmarks[source], f.landmarks[driving]
         if self.landmark_mode == "lst":
             s, d = f.identity[source], f.identity[driving]
             driving_landmarks = transfer_landmarks(driving_landmarks, f.mean[d], f.std[d],
                                                    f.mean[s], f.std[s]).astype(np.float32)
-        heatmap = draw_heatmap(driving_landmarks, source_image.shape[0], as_uint8=True)  # (S, S)
-        source_centres = part_centres(source_landmarks)
-        # float32 as `part_centres` is handed on, so torch's pasting rounds the very same values
+        heatmap = draw_heatmap(driving_landmarks, f.size, as_uint8=True)  # (S, S)
+        # float32, as `part_centres` is handed on and the torch crop and pasting see them
         centres = part_centres(driving_landmarks).astype(np.float32)
-        source_parts = tuple(_chw(crop_part(source_image, c, h, w))
-                             for c, (h, w) in zip(source_centres, f.part_sizes))
         heatmap_parts = tuple(torch.from_numpy(crop_part(heatmap, c, h, w))[None]
                               for c, (h, w) in zip(centres, f.part_sizes))
+        if jpeg:
+            source_image, driving_image = f.jpeg(source), f.jpeg(driving)  # (bytes,) uint8
+            images, source_parts = [torch.from_numpy(source_image),
+                                    torch.from_numpy(driving_image)], ()
+        else:
+            source_image, driving_image = f.image(source), f.image(driving)  # (S, S, 3) uint8
+            source_centres = part_centres(source_landmarks).astype(np.float32)
+            images = [_chw(source_image), _chw(driving_image)]
+            source_parts = tuple(_chw(crop_part(source_image, c, h, w))
+                                 for c, (h, w) in zip(source_centres, f.part_sizes))
         return Pair(
-            source=_chw(source_image),
-            driving=_chw(driving_image),
+            source=images[0],
+            driving=images[1],
             source_landmarks=torch.from_numpy(source_landmarks.copy()),
             driving_landmarks=torch.from_numpy(np.array(driving_landmarks, np.float32)),
             driving_heatmap=torch.from_numpy(heatmap)[None],
@@ -161,7 +177,7 @@ class TrainingPairs(_Pairs):
         super().__init__(prepared_dir, landmark_mode)
         train = self.frames.rows("train")
         if len(train) == 0:
-            raise GlgError(f"{self.frames.dir / FRAMES}: no training frames")
+            raise GlgError(f"{self.frames.dir}: no training frames")
         clip = self.frames.clip[train]
         order = np.argsort(clip, kind="stable")
         self.rows = train[order]  # training frames grouped by clip
@@ -202,8 +218,23 @@ class EvaluationPairs(_Pairs):
         return self.pair(int(self.pairs[i, 0]), int(self.pairs[i, 1]))
 
 
-def decode_pair(raw: Pair, device: torch.device | str | None = None) -> Pair:
-    """A uint8 `Pair` (one or a batch) as the float `Pair`: images in [-1, 1], heatmaps [0, 1]."""
+def collate_pairs(batch: list[Pair]) -> Pair:
+    """A list of uint8 `Pair`s as one batched `Pair`; JPEG files, which differ in length, stay
+    a list of B tensors for `decode_pair`."""
+    if batch[0].source.dim() == 3:
+        return default_collate(batch)
+    empty = torch.empty(0)
+    stacked = default_collate([p._replace(source=empty, driving=empty) for p in batch])
+    return stacked._replace(source=[p.source for p in batch], driving=[p.driving for p in batch])
+
+
+def decode_pair(raw: Pair, device: torch.device | str | None = None,
+                part_sizes: Sequence[tuple[int, int]] | None = None) -> Pair:
+    """A uint8 `Pair` (one or a batch) as the float `Pair`: images in [-1, 1], heatmaps [0, 1].
+
+    A batch of JPEG files (`collate_pairs`) is decoded on `device` first (CPU: libjpeg-turbo;
+    CUDA: nvjpeg) and its source parts are cut there, `part_sizes` (h, w) each.
+    """
 
     def move(t: torch.Tensor) -> torch.Tensor:
         return t.to(device, non_blocking=True) if device is not None else t
@@ -214,6 +245,14 @@ def decode_pair(raw: Pair, device: torch.device | str | None = None) -> Pair:
     def heatmap(t: torch.Tensor) -> torch.Tensor:
         return move(t).to(torch.float32).div_(255.0)
 
+    if isinstance(raw.source, list):
+        if part_sizes is None:
+            raise GlgError("decode_pair: part_sizes are needed to cut the parts of JPEG images")
+        source = decode_jpegs(raw.source, device)  # (B, 3, S, S) uint8
+        centres = part_centres(raw.source_landmarks.numpy()).astype(np.float32)  # (B, 4, 2)
+        parts = crop_parts(source, torch.from_numpy(centres), part_sizes, fill=0)
+        raw = raw._replace(source=source, driving=decode_jpegs(raw.driving, device),
+                           source_parts=type(raw.driving_heatmap_parts)(parts))
     return Pair(
         source=image(raw.source),
         driving=image(raw.driving),
@@ -231,24 +270,36 @@ def decode_pair(raw: Pair, device: torch.device | str | None = None) -> Pair:
     )
 
 
+def decode_jpegs(files: Sequence[torch.Tensor], device: torch.device | str | None) -> torch.Tensor:
+    """B JPEG files ((bytes,) uint8 on the CPU) -> (B, 3, S, S) uint8 RGB on `device`, by
+    `torchvision.io.decode_jpeg`: libjpeg-turbo on the CPU, nvjpeg on a GPU, a batch at once."""
+    with warnings.catch_warnings():
+        # torchvision 0.29 deprecates its image codecs for TorchCodec, which the lock lacks
+        warnings.filterwarnings("ignore", "The image decoding and encoding capabilities")
+        images = decode_jpeg(list(files), mode=ImageReadMode.RGB, device=device or "cpu")
+    return torch.stack(images)
+
+
 def iterate_pairs(dataset: _Pairs, batch_size: int, workers: int, seed: int,
                   device: torch.device | str | None = None, shuffle: bool = True,
-                  drop_last: bool = True, epochs: int | None = None) -> Iterator[Pair]:
+                  drop_last: bool = True, epochs: int | None = None,
+                  decode: Literal["workers", "device"] | None = None) -> Iterator[Pair]:
     """Batches of float `Pair`s on `device`: endless (`epochs=None`, for step-counted training)
     or `epochs` passes. Workers hand over uint8; the order is seeded and `TrainingPairs` get
-    `set_epoch` each pass, so the batches are the same for any number of workers."""
+    `set_epoch` each pass, so the batches are the same for any number of workers. JPEGs are
+    decoded in the `workers` or on the `device` (default: the device when it is a GPU)."""
+    on_gpu = device is not None and torch.device(device).type == "cuda"
     raw = copy.copy(dataset)
-    raw.raw = True
-    pin = device is not None and torch.device(device).type == "cuda"
+    raw.raw, raw.jpeg = True, (decode or ("device" if on_gpu else "workers")) == "device"
     epoch = 0
     while epochs is None or epoch < epochs:
         if isinstance(raw, TrainingPairs):
             raw.set_epoch(epoch)
         loader = DataLoader(raw, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                             generator=torch.Generator().manual_seed(seed + epoch),
-                            drop_last=drop_last, pin_memory=pin)
+                            drop_last=drop_last, pin_memory=on_gpu, collate_fn=collate_pairs)
         for batch in loader:
-            yield decode_pair(batch, device)
+            yield decode_pair(batch, device, raw.frames.part_sizes)
         epoch += 1
 
 

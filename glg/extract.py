@@ -3,9 +3,9 @@
 Issue 2, part 5: each clip is decoded and sampled (glg/video.py), cropped to square face crops
 of `extract.size` px (glg/face_crop.py; 256, the size VoxCeleb1 and CelebV come in, paper
 Sec IV-A) and JPEG-encoded by a pool of worker processes, each into its own spool file; this
-process then copies the spool files in sorted path order into the frame store (glg/frames.py: a
-few Parquet shards of JPEG bytes plus `manifest.parquet`) and lists the skipped clips with their
-reasons in `skipped.csv`.
+process then moves the spool files in sorted path order into the frame store (format:
+glg/frames.py; its manifest's extract columns: `EXTRACT_COLUMNS`) and lists the skipped clips with
+their reasons in `skipped.csv`.
 """
 
 from __future__ import annotations
@@ -23,18 +23,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from glg.config import ExtractConfig
 from glg.errors import GlgError
 from glg.face_crop import CropCounts, crop_clip
-from glg.frames import (MANIFEST, ROW_GROUP_FRAMES, SHARD_GLOB, SPOOL_SCHEMA, FrameStoreWriter,
-                        encode_bgr)
+from glg.frames import FrameStoreWriter, clear_store, encode_bgr
 from glg.video import Clip, SkipClip, find_clips, sample_frames
 
 SKIPPED = "skipped.csv"
 SPOOL = ".spool"  # the workers' spool files, one per clip, removed when the run ends
+# extract's own columns of the frame store's manifest, after identity, video, frame
+EXTRACT_COLUMNS = pa.schema([
+    ("source_frame", pa.int32()),  # index of that frame in the decoded source video, 0-based
+    ("timestamp", pa.float64()),  # s, source_frame / source fps
+    ("crop_x0", pa.float32()),  # crop box in source pixels
+    ("crop_y0", pa.float32()),
+    ("crop_size", pa.float32()),
+    ("source", pa.string()),  # path relative to data.videos, '/' separators
+])
 
 # --- one clip --------------------------------------------------------------------------------
 
@@ -51,7 +58,8 @@ class ClipFrames:
     source_frames: list[int] = field(default_factory=list)  # of the stored frames
     timestamps: list[float] = field(default_factory=list)
     boxes: list | np.ndarray = field(default_factory=list)  # (n, 3) x0, y0, side
-    spool: Path | None = None  # the JPEGs (`SPOOL_SCHEMA`), `ROW_GROUP_FRAMES` a row group
+    lengths: list[int] = field(default_factory=list)  # of each stored frame's JPEG, bytes
+    spool: Path | None = None  # the JPEGs back to back
 
 
 def extract_clip(clip: Clip, config: ExtractConfig, spool: Path) -> ClipFrames:
@@ -60,18 +68,12 @@ def extract_clip(clip: Clip, config: ExtractConfig, spool: Path) -> ClipFrames:
     result, counts = ClipFrames(clip), CropCounts()
     frames = functools.partial(sample_frames, clip.path, config.fps, config.max_frames)
     try:
-        chunk = []
-        with pq.ParquetWriter(spool, SPOOL_SCHEMA, compression="none") as writer:
+        with spool.open("wb") as jpegs:
             for crop in crop_clip(frames, config, counts):
-                chunk.append(encode_bgr(crop.bgr, config.jpeg_quality))
+                result.lengths.append(jpegs.write(encode_bgr(crop.bgr, config.jpeg_quality)))
                 result.source_frames.append(crop.source_frame)
                 result.timestamps.append(crop.timestamp)
                 result.boxes.append(crop.box)
-                if len(chunk) == ROW_GROUP_FRAMES:
-                    writer.write_table(pa.table({"jpeg": pa.array(chunk, pa.binary())}))
-                    chunk = []
-            if chunk:
-                writer.write_table(pa.table({"jpeg": pa.array(chunk, pa.binary())}))
         if counts.n_sampled == 0:
             raise SkipClip("no decodable frames")
         if not counts.n_faces:
@@ -137,15 +139,15 @@ def extract(videos: Path, out: Path, config: ExtractConfig,
     spools = out / SPOOL
     shutil.rmtree(spools, ignore_errors=True)
     spools.mkdir(parents=True)
-    for stale in [*out.glob(SHARD_GLOB), out / MANIFEST, out / SKIPPED]:
-        stale.unlink(missing_ok=True)
+    clear_store(out)
+    (out / SKIPPED).unlink(missing_ok=True)
 
-    writer = FrameStoreWriter(out, config.shard_mb)
+    writer = FrameStoreWriter(out, config.shard_mb, EXTRACT_COLUMNS)
     skipped: list[tuple[str, str]] = []
     decoded = 0
     bar = tqdm(desc="extract", unit="frame", file=sys.stderr, disable=not progress,
                dynamic_ncols=True)
-    jobs = [(clip, config, spools / f"{i:07d}.parquet") for i, clip in enumerate(clips)]
+    jobs = [(clip, config, spools / f"{i:07d}.jpegs") for i, clip in enumerate(clips)]
     workers = min(config.workers, len(clips))
     pool = _worker_pool(workers) if workers > 1 else None
     try:
@@ -158,8 +160,7 @@ def extract(videos: Path, out: Path, config: ExtractConfig,
                 tqdm.write(f"skipped {source}: {result.skipped}", file=sys.stderr)
                 skipped.append((source, result.skipped))
             else:
-                writer.add(result.clip.identity, result.clip.video, result.clip.source,
-                           result.spool, result.source_frames, result.timestamps, result.boxes)
+                _store_clip(writer, result)
             decoded += result.decoded
             bar.update(result.decoded)
     finally:
@@ -176,6 +177,15 @@ def extract(videos: Path, out: Path, config: ExtractConfig,
     return ExtractSummary(clips=len(clips), stored_clips=writer.clips,
                           stored_frames=writer.frames, source_frames=decoded,
                           skipped=len(skipped), seconds=time.perf_counter() - started)
+
+
+def _store_clip(writer: FrameStoreWriter, result: ClipFrames) -> None:
+    """Move one clip's spool file into the store with extract's manifest columns."""
+    n, boxes = len(result.lengths), np.asarray(result.boxes, np.float32)
+    writer.add(result.clip.identity, result.clip.video, range(n), result.lengths, result.spool, {
+        "source_frame": result.source_frames, "timestamp": result.timestamps,
+        "crop_x0": boxes[:, 0], "crop_y0": boxes[:, 1], "crop_size": boxes[:, 2],
+        "source": [result.clip.source] * n})
 
 
 def _write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:

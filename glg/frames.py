@@ -1,14 +1,26 @@
-"""The frame store: what `extract` writes and every later stage reads, by clip and frame key.
+"""The frame store: JPEG frames by clip and frame key, the one format that `extract` writes at
+256 px (`data/frames`) and `prepare` writes again at the networks' 224 px (`data/prepared`).
 
-`data/frames/` holds a few large Parquet shards of JPEG bytes (`shard-NNNNN.parquet`: never one
-file per frame, which slows DVC to hours on hundreds of thousands of files) and
-`manifest.parquet`, one row per stored frame (columns: `MANIFEST_SCHEMA`). Frames come back as
-RGB uint8 `(H, W, 3)`; a clip costs one row-group read, cached.
+A store is a folder of
+- `shard-NNNNN.jpegs`: whole clips' JPEG files back to back, clips in the order they were added,
+  a new shard once one passes `shard_mb` (a few large files: DVC slows to hours on one file per
+  frame);
+- `locations.npy`: (N, 4) int64, row i's `frame`, shard, byte offset and byte length
+  (`FRAME`, `SHARD`, `OFFSET`, `LENGTH`), memory-mapped for random reads (the loader);
+- `manifest.parquet`: one row per frame, in the rows' order: `identity`, `video`, `frame`, then
+  the writer's own columns (extract's: `glg.extract.EXTRACT_COLUMNS`);
+- `clips.parquet`: one row per clip: `identity`, `video`, `start` (its first row), `frames`.
+A clip is the rows start..start + frames - 1, frames in increasing order, its JPEGs adjacent in
+one shard: reading it back is one read (annotate, prepare). The files are written in constant
+memory, with equal bytes for equal input, and anew (glg/writers.py). Frames decode to RGB uint8
+`(H, W, 3)` (colour convention: glg.video).
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -19,191 +31,246 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from glg.errors import GlgError
+from glg.writers import ArrayWriter, TableWriter
 
 MANIFEST = "manifest.parquet"
-SHARD_GLOB = "shard-*.parquet"
-# Frames per Parquet row group: a clip of up to this many frames (the default max_frames) is
-# one row group, so reading it back is one read; a longer clip streams through in several.
-ROW_GROUP_FRAMES = 250
+CLIPS = "clips.parquet"
+LOCATIONS = "locations.npy"
+SHARD_GLOB = "shard-*.jpegs"
+FRAME, SHARD, OFFSET, LENGTH = range(4)  # columns of locations.npy
 
-MANIFEST_SCHEMA = pa.schema([
-    ("identity", pa.string()),
-    ("video", pa.string()),
-    ("frame", pa.int32()),  # index of the stored frame within its clip, 0-based
-    ("source_frame", pa.int32()),  # index of that frame in the decoded source video, 0-based
-    ("timestamp", pa.float64()),  # s, source_frame / source fps
-    ("crop_x0", pa.float32()),  # crop box in source pixels
-    ("crop_y0", pa.float32()),
-    ("crop_size", pa.float32()),
-    ("source", pa.string()),  # path relative to data.videos, '/' separators
-    ("shard", pa.string()),  # file name of the shard holding the JPEG bytes
-    ("row_group", pa.int32()),  # the row group holding the frame in that shard
-    ("row", pa.int32()),  # the frame's row within that row group
-])
-SHARD_SCHEMA = pa.schema([
-    ("identity", pa.string()),
-    ("video", pa.string()),
-    ("frame", pa.int32()),
-    ("jpeg", pa.binary()),
-])
-# A spool file: one clip's JPEGs in frame order, written by an extract worker and copied into a
-# shard by `FrameStoreWriter.add`.
-SPOOL_SCHEMA = pa.schema([("jpeg", pa.binary())])
-# Written with fixed settings and no pandas metadata, so equal inputs give equal bytes.
-PARQUET_OPTIONS = dict(version="2.6", use_dictionary=False, write_statistics=False,
-                        data_page_version="1.0")
+KEY_FIELDS = [pa.field("identity", pa.string()), pa.field("video", pa.string()),
+              pa.field("frame", pa.int64())]  # index of the frame in its clip as extract stored it
+CLIPS_SCHEMA = pa.schema([*KEY_FIELDS[:2], pa.field("start", pa.int64()),
+                          pa.field("frames", pa.int64())])
 
 
-# --- writing ---------------------------------------------------------------------------------
+def shard_name(index: int) -> str:
+    """File name of frame shard `index`."""
+    return f"shard-{index:05d}.jpegs"
+
+
+def clear_store(folder: Path) -> None:
+    """Remove a previous store's files (and nothing else) from `folder`."""
+    for stale in [*Path(folder).glob(SHARD_GLOB), *(Path(folder) / n for n in (
+            MANIFEST, CLIPS, LOCATIONS))]:
+        stale.unlink(missing_ok=True)
+
+
+# --- JPEG ------------------------------------------------------------------------------------
 
 
 def encode_bgr(bgr: np.ndarray, quality: int) -> bytes:
-    """OpenCV's BGR uint8 -> JPEG bytes at `quality`: extract encodes its crops without a
-    colour conversion."""
+    """OpenCV's BGR uint8 -> JPEG bytes at `quality`: crops are encoded without a colour
+    conversion."""
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     return buf.tobytes()
 
 
-class FrameStoreWriter:
-    """Appends clips to Parquet shards (`ROW_GROUP_FRAMES` frames a row group, a clip never
-    split over two shards, a new shard past `shard_mb`) and collects the manifest."""
+def decode_bgr(data: np.ndarray | bytes) -> np.ndarray:
+    """JPEG bytes -> BGR uint8 (H, W, 3), libjpeg-turbo through OpenCV."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise GlgError(f"a stored frame of {len(data)} bytes is not a decodable image")
+    return bgr
 
-    def __init__(self, out: Path, shard_mb: float):
-        self.out, self.limit = out, shard_mb * 2**20
-        self.shard_index, self.shard_bytes, self.row_groups = -1, 0, 0
-        self.writer: pq.ParquetWriter | None = None
-        self.manifest: list[pa.Table] = []
+
+def decode_rgb(data: np.ndarray | bytes) -> np.ndarray:
+    """JPEG bytes -> RGB uint8 (H, W, 3), libjpeg-turbo through OpenCV."""
+    return cv2.cvtColor(decode_bgr(data), cv2.COLOR_BGR2RGB)
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+class FrameStoreWriter:
+    """Writes a store clip by clip (`add`) in constant memory: a clip never split over two
+    shards, a new shard once one holds `shard_mb`; `columns` are the writer's own manifest
+    columns, after the key."""
+
+    def __init__(self, out: Path, shard_mb: float, columns: pa.Schema = pa.schema([])):
+        self.out, self.limit = Path(out), shard_mb * 2**20
+        self.out.mkdir(parents=True, exist_ok=True)
+        clear_store(self.out)
+        self.columns = columns
+        self.manifest = TableWriter(self.out / MANIFEST, pa.schema([*KEY_FIELDS, *columns]))
+        self.clip_table = TableWriter(self.out / CLIPS, CLIPS_SCHEMA)
+        self.locations = ArrayWriter(self.out / LOCATIONS, np.int64, (4,))
+        self.shard, self.shard_bytes = -1, 0
+        self.shard_file = None
+        self.keys: set[tuple[str, str]] = set()
         self.clips = self.frames = 0
 
-    def _roll(self) -> None:
-        if self.writer:
-            self.writer.close()
-        self.shard_index += 1
-        self.shard_bytes = self.row_groups = 0
-        self.writer = pq.ParquetWriter(self.out / self.shard_name, SHARD_SCHEMA,
-                                       compression="none", **PARQUET_OPTIONS)
-
-    @property
-    def shard_name(self) -> str:
-        return f"shard-{self.shard_index:05d}.parquet"
-
-    def add(self, identity: str, video: str, source: str, spool: Path,
-            source_frames: Sequence[int], timestamps: Sequence[float], boxes: np.ndarray) -> None:
-        """Append one clip: copy its spool file (`SPOOL_SCHEMA`) into the shard one row group at
-        a time, then delete it; `boxes` (n, 3) are x0, y0, side."""
-        if self.writer is None or self.shard_bytes >= self.limit:
+    def add(self, identity: str, video: str, frames: Sequence[int], lengths: Sequence[int],
+            jpegs: bytes | Path, columns: dict | None = None) -> None:
+        """Append one clip: its frame indices (increasing), each JPEG's length in bytes and the
+        JPEGs back to back, as bytes or a spool file (moved in, then deleted); `columns` holds
+        the writer's own columns, one value per frame."""
+        if (identity, video) in self.keys:
+            raise GlgError(f"{self.out}: clip {identity}/{video} added twice to the frame store")
+        frames, lengths = np.asarray(frames, np.int64), np.asarray(lengths, np.int64)
+        assert len(frames) == len(lengths) and (np.diff(frames) > 0).all(), (identity, video)
+        if self.shard_file is None or self.shard_bytes >= self.limit:
             self._roll()
-        spool_file, start = pq.ParquetFile(spool), 0
-        boxes = np.asarray(boxes, np.float32)
-        for group in range(spool_file.num_row_groups):
-            jpeg = spool_file.read_row_group(group).column("jpeg")
-            k = len(jpeg)
-            frames = np.arange(start, start + k, dtype=np.int32)
-            self.writer.write_table(pa.table({
-                "identity": pa.array([identity] * k, pa.string()),
-                "video": pa.array([video] * k, pa.string()),
-                "frame": frames,
-                "jpeg": jpeg,
-            }, schema=SHARD_SCHEMA), row_group_size=k)
-            self.manifest.append(pa.table({
-                "identity": pa.array([identity] * k, pa.string()),
-                "video": pa.array([video] * k, pa.string()),
-                "frame": frames,
-                "source_frame": pa.array(source_frames[start:start + k], pa.int32()),
-                "timestamp": pa.array(timestamps[start:start + k], pa.float64()),
-                "crop_x0": pa.array(boxes[start:start + k, 0]),
-                "crop_y0": pa.array(boxes[start:start + k, 1]),
-                "crop_size": pa.array(boxes[start:start + k, 2]),
-                "source": pa.array([source] * k, pa.string()),
-                "shard": pa.array([self.shard_name] * k, pa.string()),
-                "row_group": pa.array(np.full(k, self.row_groups, np.int32)),
-                "row": pa.array(np.arange(k, dtype=np.int32)),
-            }, schema=MANIFEST_SCHEMA))
-            self.shard_bytes += jpeg.nbytes
-            self.row_groups += 1
-            start += k
-        assert start == len(source_frames), (source, start)
-        spool.unlink()
+        if isinstance(jpegs, Path):
+            with jpegs.open("rb") as spool:
+                shutil.copyfileobj(spool, self.shard_file, 2**20)
+            jpegs.unlink()
+        else:
+            self.shard_file.write(jpegs)
+        offsets = self.shard_bytes + np.cumsum(lengths) - lengths
+        self.shard_bytes += int(lengths.sum())
+        assert self.shard_file.tell() == self.shard_bytes, (identity, video)  # lengths add up
+        n = len(frames)
+        self.locations.append(np.stack([frames, np.full(n, self.shard), offsets, lengths], 1))
+        self.manifest.append({"identity": [identity] * n, "video": [video] * n, "frame": frames,
+                              **(columns or {})})
+        self.clip_table.append({"identity": [identity], "video": [video], "start": [self.frames],
+                                "frames": [n]})
+        self.keys.add((identity, video))
         self.clips += 1
-        self.frames += start
+        self.frames += n
+
+    def _roll(self) -> None:
+        if self.shard_file:
+            self.shard_file.close()
+        self.shard, self.shard_bytes = self.shard + 1, 0
+        self.shard_file = (self.out / shard_name(self.shard)).open("wb")
 
     def close(self) -> None:
-        if self.writer:
-            self.writer.close()
-        table = pa.concat_tables(self.manifest) if self.manifest else MANIFEST_SCHEMA.empty_table()
-        pq.write_table(table, self.out / MANIFEST, compression="zstd", **PARQUET_OPTIONS)
+        if self.shard_file:
+            self.shard_file.close()
+        for writer in (self.manifest, self.clip_table, self.locations):
+            writer.close()
 
 
 # --- reading ---------------------------------------------------------------------------------
 
 
-def read_manifest(frames_dir: str | Path) -> pd.DataFrame:
-    """The frame store's manifest, one row per stored frame (columns: `MANIFEST_SCHEMA`)."""
-    path = Path(frames_dir) / MANIFEST
-    if not path.is_file():
-        raise GlgError(f"{path}: frame manifest not found (run the extract stage)")
-    return pq.read_table(path).to_pandas()
+class FrameStore:
+    """A frame store opened for reading: clips by key, frames by row. JPEGs are read with
+    positioned reads (`os.preadv`): safe in forked workers, and file pages never count as the
+    reader's memory; `locations` is memory-mapped."""
+
+    def __init__(self, folder: str | Path):
+        self.dir = Path(folder)
+        for name in (CLIPS, LOCATIONS):
+            if not (self.dir / name).is_file():
+                raise GlgError(f"{self.dir / name}: frame store not found (run the extract stage)")
+        self.clips = pq.read_table(self.dir / CLIPS).to_pandas()  # identity, video, start, frames
+        self._clip = {k: i for i, k in enumerate(zip(self.clips["identity"], self.clips["video"]))}
+        self.locations = np.load(self.dir / LOCATIONS, mmap_mode="r")  # (N, 4) int64
+        self._shards: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.locations)
+
+    def __getstate__(self) -> dict:
+        return {"dir": self.dir}  # a worker opens the files itself
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["dir"])
+
+    def clip_rows(self, identity: str, video: str) -> range | None:
+        """Rows of a clip, or None when the store does not hold it."""
+        k = self._clip.get((identity, video))
+        if k is None:
+            return None
+        start = int(self.clips["start"].iat[k])
+        return range(start, start + int(self.clips["frames"].iat[k]))
+
+    def jpeg(self, row: int) -> np.ndarray:
+        """Row `row`'s JPEG file, (bytes,) uint8."""
+        _, shard, offset, length = (int(v) for v in self.locations[row])
+        return self._read(shard, offset, length)
+
+    def image(self, row: int) -> np.ndarray:
+        """Row `row`'s frame, RGB uint8 (H, W, 3)."""
+        return decode_rgb(self.jpeg(row))
+
+    def clip_jpegs(self, identity: str, video: str) -> list[tuple[int, np.ndarray]]:
+        """A clip's `(frame index, JPEG)` in frame order, read at once."""
+        rows = self.clip_rows(identity, video)
+        if rows is None:
+            raise GlgError(f"{self.dir}: no clip {identity}/{video} in the frame store")
+        locations = np.asarray(self.locations[rows.start:rows.stop])  # (n, 4)
+        if not len(locations):
+            return []
+        offset, end = locations[0, OFFSET], locations[-1, OFFSET] + locations[-1, LENGTH]
+        data = self._read(int(locations[0, SHARD]), int(offset), int(end - offset))
+        return [(int(f), data[o - offset:o - offset + n])
+                for f, o, n in locations[:, [FRAME, OFFSET, LENGTH]]]
+
+    def iter_clip(self, identity: str, video: str) -> Iterator[tuple[int, np.ndarray]]:
+        """A clip's `(frame index, RGB uint8 (H, W, 3))` in order."""
+        for frame, data in self.clip_jpegs(identity, video):
+            yield frame, decode_rgb(data)
+
+    def read_frame(self, identity: str, video: str, frame: int) -> np.ndarray:
+        """One frame by key: RGB uint8 (H, W, 3)."""
+        rows = self.clip_rows(identity, video)
+        if rows is None:
+            raise GlgError(f"{self.dir}: no clip {identity}/{video} in the frame store")
+        frames = self.locations[rows.start:rows.stop, FRAME]
+        at = int(np.searchsorted(frames, frame))
+        if at == len(frames) or frames[at] != frame:
+            raise GlgError(f"{self.dir}: {identity}/{video} has frames {frames[0]}..{frames[-1]}, "
+                           f"not {frame}")
+        return self.image(rows.start + at)
+
+    def frame_size(self) -> int:
+        """Side of the stored square frames, read from the first one (0 for an empty store)."""
+        return int(self.image(0).shape[0]) if len(self) else 0
+
+    def _read(self, shard: int, offset: int, length: int) -> np.ndarray:
+        file = self._shards.get(shard)
+        if file is None:
+            path = self.dir / shard_name(shard)
+            if not path.is_file():
+                raise GlgError(f"{path}: frame shard listed in {LOCATIONS} is missing")
+            file = self._shards[shard] = path.open("rb", buffering=0)
+        data = np.empty(length, np.uint8)
+        if os.preadv(file.fileno(), [data], offset) != length:
+            raise GlgError(f"{self.dir / shard_name(shard)}: truncated (bytes {offset}.."
+                           f"{offset + length} listed in {LOCATIONS})")
+        return data
+
+
+@functools.lru_cache(maxsize=4)
+def _open_store(folder: Path, version: tuple[int, int]) -> FrameStore:
+    return FrameStore(folder)
+
+
+def open_store(folder: str | Path) -> FrameStore:
+    """The store in `folder`, opened once per process and version of its files."""
+    folder = Path(folder).resolve()
+    clips = folder / CLIPS
+    stat = clips.stat() if clips.is_file() else None
+    return _open_store(folder, (stat.st_mtime_ns, stat.st_ino) if stat else (0, 0))
 
 
 def iter_clip(frames_dir: str | Path, identity: str,
               video: str) -> Iterator[tuple[int, np.ndarray]]:
     """A stored clip's frames in order: `(frame index, RGB uint8 (size, size, 3))`."""
-    jpegs = _clip_jpegs(Path(frames_dir).resolve(), identity, video)
-    for frame, data in enumerate(jpegs):
-        yield frame, _decode_jpeg(data)
+    return open_store(frames_dir).iter_clip(identity, video)
 
 
 def read_frame(frames_dir: str | Path, identity: str, video: str, frame: int) -> np.ndarray:
     """One stored frame by key: RGB uint8 `(size, size, 3)`."""
-    jpegs = _clip_jpegs(Path(frames_dir).resolve(), identity, video)
-    if not 0 <= frame < len(jpegs):
-        raise GlgError(f"{frames_dir}: {identity}/{video} has frames 0..{len(jpegs) - 1}, "
-                       f"not {frame}")
-    return _decode_jpeg(jpegs[frame])
+    return open_store(frames_dir).read_frame(identity, video, frame)
 
 
-def _decode_jpeg(data: bytes) -> np.ndarray:
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _clip_jpegs(frames_dir: Path, identity: str, video: str) -> list[bytes]:
-    manifest = frames_dir / MANIFEST
-    if not manifest.is_file():
-        raise GlgError(f"{manifest}: frame manifest not found (run the extract stage)")
-    stat = manifest.stat()
-    index = _clip_index(manifest, stat.st_mtime_ns, stat.st_size)
-    if (identity, video) not in index:
-        raise GlgError(f"{frames_dir}: no clip {identity}/{video} in the frame store")
-    shard, groups = index[identity, video]
-    return _row_groups(frames_dir / shard, groups, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _clip_index(manifest: Path, mtime_ns: int,
-                size: int) -> dict[tuple[str, str], tuple[str, tuple[int, ...]]]:
-    """(identity, video) -> (shard, its row groups in order), cached per manifest version."""
-    columns = pq.read_table(manifest, columns=["identity", "video", "shard", "row_group"])
-    index: dict[tuple[str, str], tuple[str, tuple[int, ...]]] = {}
-    for i, v, s, g in zip(*(columns.column(k).to_pylist() for k in columns.column_names)):
-        shard, groups = index.setdefault((i, v), (s, ()))
-        if not groups or groups[-1] != g:
-            index[i, v] = (shard, groups + (g,))
-    return index
-
-
-@functools.lru_cache(maxsize=4)
-def _row_groups(shard: Path, groups: tuple[int, ...], version: int) -> list[bytes]:
-    """One clip's JPEG bytes: one row-group read (clips up to `ROW_GROUP_FRAMES`), the last
-    few clips kept."""
-    return _parquet_file(shard, version).read_row_groups(list(groups), columns=["jpeg"]).column(
-        "jpeg").to_pylist()
-
-
-@functools.lru_cache(maxsize=16)
-def _parquet_file(shard: Path, version: int) -> pq.ParquetFile:
-    if not shard.is_file():
-        raise GlgError(f"{shard}: frame shard listed in the manifest is missing")
-    return pq.ParquetFile(shard)
-
+def read_manifest(frames_dir: str | Path, columns: Sequence[str] | None = None,
+                  identities: Sequence[str] | None = None) -> pd.DataFrame:
+    """The store's manifest, one row per frame, only `columns` and `identities`' rows if given
+    (read a row group at a time, so memory holds what is asked for)."""
+    path = Path(frames_dir) / MANIFEST
+    if not path.is_file():
+        raise GlgError(f"{path}: frame manifest not found (run the extract stage)")
+    filters = None if identities is None else [("identity", "in", sorted(identities))]
+    if identities is not None and not identities:
+        schema = pq.read_schema(path)
+        return schema.empty_table().select(list(columns or schema.names)).to_pandas()
+    return pq.read_table(path, columns=None if columns is None else list(columns),
+                         filters=filters).to_pandas()

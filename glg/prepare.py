@@ -1,52 +1,73 @@
-"""The prepare stage (Sec IV-A, Sec III-B): frames pre-resized into memory-mapped shards, splits,
-fixed evaluation pairs, part crop sizes and per-identity landmark statistics, in one folder
-(`data/prepared/`, format: `glg.prepared`) that `glg.data` and the evaluation read.
-Splits and pairs are drawn in `glg.splits`; every skip or clamp is noted in `summary.json`.
+"""The prepare stage (Sec IV-A, Sec III-B): the usable frames re-stored at the networks' size,
+splits, fixed evaluation pairs, part crop sizes and per-identity landmark statistics, in one
+folder (`data/prepared/`, format: `glg.prepared`) that `glg.data` and the evaluation read.
+
+One pass over the annotations, clip by clip, picks the usable frames, re-stores them with their
+annotations and keeps running sums; splits and pairs are then drawn from clip-level counts
+(`glg.splits`). Memory holds an annotation row group, a clip and a row per clip, whatever the
+dataset's size. Every skip or clamp is noted in `summary.json`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from glg import frames as frame_store
-from glg.annotations import read_annotations
+from glg.annotations import iter_annotation_clips
 from glg.config import PrepareConfig
 from glg.errors import GlgError
-from glg.landmarks import (AU_PRESENCE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS, landmarks_from_table,
-                           rescale_points)
+from glg.frames import FRAME, FrameStore, FrameStoreWriter, decode_bgr, encode_bgr
+from glg.landmarks import AU_PRESENCE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS, rescale_points
 from glg.parts import PART_NAMES, PART_POINTS, part_boxes
-from glg.prepared import (FRAME_SHARD_GLOB, FRAMES, IDENTITIES, KEY, PAIRS, PARTS, SCENARIOS,
-                          SPLITS, STAT_COLUMNS, SUMMARY, create_frame_shards)
-from glg.splits import assign_splits, evaluation_pairs, note
+from glg.prepared import (ARRAYS, IDENTITIES, KEY, PAIRS, PARTS, SCENARIOS, SPLITS, STAT_COLUMNS,
+                          SUMMARY, clear_prepared)
+from glg.splits import assign_splits, evaluation_pairs, note, split_counts
+from glg.writers import ArrayWriter
+
+ANNOTATION_COLUMNS = (*KEY, "success", *X_COLUMNS, *Y_COLUMNS, *POSE_COLUMNS, *AU_PRESENCE)
+# the landmarks of the four parts, which must lie inside the frame
+_PART_POINTS = np.concatenate([list(PART_POINTS[p]) for p in PART_NAMES])
 
 
 def prepare(frames_dir: Path, annotations_dir: Path, out_dir: Path, config: PrepareConfig,
             seed: int) -> dict:
     """Run the whole stage; returns the summary also written to `summary.json`."""
     frames_dir, annotations_dir, out_dir = Path(frames_dir), Path(annotations_dir), Path(out_dir)
-    notes: list[str] = []
-    annotations = usable_annotations(annotations_dir, notes)
+    annotated = iter_annotation_clips(annotations_dir, ANNOTATION_COLUMNS)  # checked here
+    source = FrameStore(frames_dir)
+    if not len(source):
+        raise GlgError(f"{frames_dir}: the frame store holds no frames (run extract first)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob(FRAME_SHARD_GLOB):
-        old.unlink()
-    frames = store_frames(frames_dir, annotations, out_dir, config, notes)
-    frames, identities = assign_splits(frames, config, seed, notes)
-    pairs = evaluation_pairs(frames, identities, config, seed, notes)
-    parts = part_sizes(frames, config)
-    identities = pd.concat([identities, identity_stats(frames, identities)], axis=1)
+    clear_prepared(out_dir)
+    notes: list[str] = []
+    clips, tally = store_frames(source, annotated, out_dir, config)
+    tally.check(frames_dir, annotations_dir, config, notes)
+    clips, identities = assign_splits(clips, config, seed, notes)
+    write_clip_arrays(out_dir, clips)
+    pairs = evaluation_pairs(clips, identities, config, seed, notes)
+    frame = FrameStore(out_dir).locations[:, FRAME]
+    for role in ("source", "driving"):
+        at = pairs.pop(f"{role}_row").to_numpy()
+        clip = np.searchsorted(clips["start"].to_numpy(), at, side="right") - 1
+        pairs[f"{role}_identity"] = clips["identity"].to_numpy()[clip]
+        pairs[f"{role}_video"] = clips["video"].to_numpy()[clip]
+        pairs[f"{role}_frame"] = np.asarray(frame[at], np.int64)
+        pairs[f"{role}_row"] = at
+    identities = pd.concat([identities, identity_stats(tally, identities)], axis=1)
 
-    frames.to_parquet(out_dir / FRAMES, index=False)
     pairs.to_parquet(out_dir / PAIRS, index=False)
     identities.to_parquet(out_dir / IDENTITIES, index=False)
-    (out_dir / PARTS).write_text(json.dumps(parts, indent=2) + "\n")
+    (out_dir / PARTS).write_text(json.dumps(part_sizes(tally, config), indent=2) + "\n")
     summary = {
-        "frames": {s: int((frames["split"] == s).sum()) for s in SPLITS},
+        "frames": split_counts(clips),
         "pairs": {s: int((pairs["scenario"] == s).sum()) for s in SCENARIOS},
         "identities": {r: int((identities["role"] == r).sum()) for r in ("known", "unseen")},
         "notes": notes,
@@ -55,105 +76,180 @@ def prepare(frames_dir: Path, annotations_dir: Path, out_dir: Path, config: Prep
     return summary
 
 
-def usable_annotations(annotations_dir: Path, notes: list[str]) -> pd.DataFrame:
-    """The usable annotated frames: `success` true, finite landmarks and pose, sorted by key."""
-    columns = [*KEY, "success", *X_COLUMNS, *Y_COLUMNS, *POSE_COLUMNS, *AU_PRESENCE]
-    table = read_annotations(annotations_dir, columns)
-    if table.empty:
-        raise GlgError(f"{annotations_dir}: no annotated frames")
-    finite = np.isfinite(table[[*X_COLUMNS, *Y_COLUMNS, *POSE_COLUMNS]].to_numpy(np.float64))
-    usable = table["success"].astype(bool).to_numpy() & finite.all(axis=1)
-    if not usable.any():
-        raise GlgError(f"{annotations_dir}: all {len(table)} frames failed annotation "
-                       "(no frame with success=true and finite landmarks)")
-    if (~usable).any():
-        note(notes, f"{int((~usable).sum())} of {len(table)} annotated frames failed; skipped")
-    return table[usable].sort_values(KEY, kind="stable").reset_index(drop=True)
+# --- the pass over the annotations ----------------------------------------------------------
 
 
-# --- frame shards ---------------------------------------------------------------------------
+class Moments:
+    """Running count, mean and sum of squared deviations of (68, 2) landmarks, merged a clip at
+    a time (Chan et al.'s parallel update: no cancellation, whatever the count)."""
+
+    def __init__(self):
+        self.n, self.mean, self.m2 = 0, np.zeros((68, 2)), np.zeros((68, 2))
+
+    def add(self, landmarks: np.ndarray) -> None:
+        n, mean = len(landmarks), landmarks.mean(axis=0)
+        delta, total = mean - self.mean, self.n + n
+        self.m2 += ((landmarks - mean) ** 2).sum(axis=0) + delta**2 * self.n * n / total
+        self.mean += delta * n / total
+        self.n = total
 
 
-def select_frames(frames_dir: Path, annotations: pd.DataFrame, size: int,
-                  notes: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
-    """Which usable annotated frames are stored, decided from the tables before any is decoded.
+@dataclass
+class Tally:
+    """What the pass over the annotations counted and summed, for the notes and statistics."""
 
-    Returns a mask over `annotations` rows (N,), every row's landmarks rescaled to pixels of
-    the S frame (N, 68, 2) and the side of the stored frames (extract stores one size). A frame
-    missing from the frame store, or whose eyes, nose or mouth landmarks fall outside the frame
-    (its part crop would be mostly padding), is left out.
+    rows: int = 0  # annotated frames
+    failed: int = 0  # not `success`, or landmarks or pose not finite
+    missing: int = 0  # usable, not in the frame store
+    outside: int = 0  # usable and stored, a part landmark outside the frame
+    missing_clips: list[str] = field(default_factory=list)  # with usable frames, not stored
+    small_clips: list[str] = field(default_factory=list)  # fewer than min_frames stored frames
+    frames: int = 0  # re-stored
+    part_extent: np.ndarray = field(default_factory=lambda: np.zeros((4, 2)))  # (width, height)
+    people: dict[str, Moments] = field(default_factory=dict)  # landmarks per identity
+
+    def check(self, frames_dir: Path, annotations_dir: Path, config: PrepareConfig,
+              notes: list[str]) -> None:
+        """Raise when nothing could be stored; note every skip otherwise."""
+        usable = self.rows - self.failed
+        if not self.rows:
+            raise GlgError(f"{annotations_dir}: no annotated frames")
+        if not usable:
+            raise GlgError(f"{annotations_dir}: all {self.rows} frames failed annotation "
+                           "(no frame with success=true and finite landmarks)")
+        if self.failed:
+            note(notes, f"{self.failed} of {self.rows} annotated frames failed; skipped")
+        for name in self.missing_clips:
+            note(notes, f"clip {name} not in the frame store {frames_dir}; skipped")
+        if self.outside:
+            note(notes, f"{self.outside} frames with eye, nose or mouth landmarks outside the "
+                 "frame; skipped")
+        if self.missing:
+            note(notes, f"{self.missing} annotated frames not in the frame store; skipped")
+        if self.missing + self.outside == usable:
+            raise GlgError(f"{frames_dir}: none of the {usable} annotated frames could be stored "
+                           "(all missing from the frame store or with parts outside the frame)")
+        if self.small_clips:
+            more = len(self.small_clips) - 5
+            note(notes, f"{len(self.small_clips)} clips with fewer than {config.min_frames} "
+                 f"usable frames skipped: {', '.join(self.small_clips[:5])}"
+                 + (f" and {more} more" if more > 0 else ""))
+
+
+def store_frames(source: FrameStore, annotated: Iterable[tuple[str, str, pa.Table]],
+                 out_dir: Path, config: PrepareConfig) -> tuple[pd.DataFrame, Tally]:
+    """Re-store every usable frame at S with its annotations, clip by clip; returns the stored
+    clips (`identity`, `video`, `start`, `frames`) and the tally."""
+    side, tally, stored = source.frame_size(), Tally(), []
+    store = FrameStoreWriter(out_dir, config.shard_mb)
+    arrays = {name: ArrayWriter(out_dir / ARRAYS[name][0], *ARRAYS[name][1:])
+              for name in ("landmarks", "pose", "aus")}
+    for identity, video, table in annotated:
+        frame, points, keep = select_frames(source, identity, video, table, side, config.size,
+                                            tally)
+        if not keep.any():
+            continue
+        if keep.sum() < config.min_frames:
+            tally.small_clips.append(f"{identity}/{video}")
+            continue
+        order = np.flatnonzero(keep)[np.argsort(frame[keep], kind="stable")]
+        frame = frame[order]
+        if (np.diff(frame) == 0).any():
+            raise GlgError(f"annotations of {identity}/{video}: frame "
+                           f"{frame[np.flatnonzero(np.diff(frame) == 0)[0]]} appears twice")
+        jpegs = resized_jpegs(source, identity, video, frame, side, config)
+        stored.append((identity, video, store.frames, len(frame)))
+        store.add(identity, video, frame, [len(j) for j in jpegs], b"".join(jpegs))
+        landmarks = points[order].astype(np.float32)  # (n, 68, 2)
+        arrays["landmarks"].append(landmarks)
+        arrays["pose"].append(_matrix(table, POSE_COLUMNS)[order])
+        arrays["aus"].append(_matrix(table, AU_PRESENCE)[order])
+        # statistics of the stored float32 values, as the loader reads them
+        tally.frames += len(frame)
+        tally.part_extent += part_boxes(landmarks)[1].sum(axis=0)
+        tally.people.setdefault(identity, Moments()).add(landmarks.astype(np.float64))
+    store.close()
+    for writer in arrays.values():
+        writer.close()
+    return pd.DataFrame(stored, columns=["identity", "video", "start", "frames"]), tally
+
+
+def select_frames(source: FrameStore, identity: str, video: str, table: pa.Table, side: int,
+                  size: int, tally: Tally) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which of one clip's annotated frames are stored, decided before any is decoded.
+
+    Returns the rows' frame indices (n,), landmarks rescaled to pixels of the S frame (n, 68, 2)
+    and the mask of rows to store: `success`, finite landmarks and pose, in the frame store, and
+    eyes, nose and mouth landmarks inside the frame (a part crop would be mostly padding).
     """
-    manifest = frame_store.read_manifest(frames_dir)
-    if manifest.empty:
-        raise GlgError(f"{frames_dir}: the frame store holds no frames (run extract first)")
-    stored = pd.MultiIndex.from_frame(manifest[KEY].astype({"frame": np.int64}))
-    in_store = pd.MultiIndex.from_frame(annotations[KEY]).isin(stored)
-    clips = annotations[["identity", "video"]].drop_duplicates()
-    known_clips = pd.MultiIndex.from_frame(manifest[["identity", "video"]])
-    for identity, clip in clips[~pd.MultiIndex.from_frame(clips).isin(known_clips)].to_numpy():
-        note(notes, f"clip {identity}/{clip} not in the frame store {frames_dir}; skipped")
-    first = manifest.iloc[0]
-    side = frame_store.read_frame(frames_dir, first["identity"], first["video"],
-                                  int(first["frame"])).shape[0]
-    points = rescale_points(landmarks_from_table(annotations), side, size)  # (N, 68, 2)
-    part_points = np.concatenate([list(PART_POINTS[p]) for p in PART_NAMES])
-    outside = points[:, part_points]
+    frame = table["frame"].to_numpy().astype(np.int64)
+    landmarks = np.stack([_matrix(table, X_COLUMNS, np.float64),
+                          _matrix(table, Y_COLUMNS, np.float64)], axis=-1)  # (n, 68, 2)
+    usable = (table["success"].to_numpy(zero_copy_only=False).astype(bool)
+              & np.isfinite(landmarks).all(axis=(1, 2))
+              & np.isfinite(_matrix(table, POSE_COLUMNS, np.float64)).all(axis=1))
+    rows = source.clip_rows(identity, video)
+    if rows is None:
+        in_store = np.zeros(len(frame), bool)
+        if usable.any():
+            tally.missing_clips.append(f"{identity}/{video}")
+    else:
+        in_store = np.isin(frame, source.locations[rows.start:rows.stop, FRAME])
+    points = rescale_points(landmarks, side, size)
+    part_points = points[:, _PART_POINTS]
     # An S px image spans [-0.5, S - 0.5] (pixel convention: glg.landmarks).
-    inside = ~((outside < -0.5) | (outside > size - 0.5)).any(axis=(1, 2))
-    if (in_store & ~inside).any():
-        note(notes, f"{int((in_store & ~inside).sum())} frames with eye, nose or mouth "
-             "landmarks outside the frame; skipped")
-    if (~in_store).any():
-        note(notes, f"{int((~in_store).sum())} annotated frames not in the frame store; skipped")
-    return in_store & inside, points, side
+    inside = ~((part_points < -0.5) | (part_points > size - 0.5)).any(axis=(1, 2))
+    tally.rows += len(frame)
+    tally.failed += int((~usable).sum())
+    tally.missing += int((usable & ~in_store).sum())
+    tally.outside += int((usable & in_store & ~inside).sum())
+    return frame, points, usable & in_store & inside
 
 
-def store_frames(frames_dir: Path, annotations: pd.DataFrame, out_dir: Path,
-                 config: PrepareConfig, notes: list[str]) -> pd.DataFrame:
-    """Resize every selected frame to S into the frame shards; returns the stored frames' table,
-    landmarks in pixels of the S frame."""
-    keep, points, side = select_frames(frames_dir, annotations, config.size, notes)
-    if not keep.any():
-        raise GlgError(f"{frames_dir}: none of the {len(annotations)} annotated frames could be "
-                       "stored (all missing from the frame store or with parts outside the frame)")
-    table = annotations[keep].reset_index(drop=True)
-    points = points[keep].astype(np.float32)  # (N, 68, 2)
-    index = np.arange(len(table))
-    shard, row = index // config.shard_frames, index % config.shard_frames
-    shards = create_frame_shards(out_dir, len(table), config.size, config.shard_frames)
-    for (identity, clip), rows in table.groupby(["identity", "video"], sort=True):
-        wanted = dict(zip(rows["frame"].to_numpy(), rows.index))
-        written = 0
-        for frame, image in frame_store.iter_clip(frames_dir, identity, clip):
-            at = wanted.get(frame)
-            if at is None:
-                continue
-            if image.shape != (side, side, 3):
-                raise GlgError(f"{frames_dir}: frame {identity}/{clip}#{frame} is {image.shape}, "
-                               f"expected ({side}, {side}, 3) as the store's first frame")
-            if side != config.size:
-                image = cv2.resize(image, (config.size, config.size), interpolation=cv2.INTER_AREA)
-            shards[shard[at]][row[at]] = image
-            written += 1
-        if written != len(wanted):
-            raise GlgError(f"{frames_dir}: clip {identity}/{clip} yielded {written} of the "
-                           f"{len(wanted)} frames its manifest lists")
-    for memmap in shards:
-        memmap.flush()
-    return pd.concat([
-        table[KEY],
-        pd.DataFrame({"shard": shard.astype(np.int32), "row": row.astype(np.int32)}),
-        pd.DataFrame(points[..., 0], columns=list(X_COLUMNS)),
-        pd.DataFrame(points[..., 1], columns=list(Y_COLUMNS)),
-        table[list(POSE_COLUMNS)].astype(np.float32),
-        table[list(AU_PRESENCE)].astype(np.int8),
-    ], axis=1)
+def resized_jpegs(source: FrameStore, identity: str, video: str, frames: np.ndarray, side: int,
+                  config: PrepareConfig) -> list[bytes]:
+    """The clip's `frames` as JPEGs of S px (`INTER_AREA`, `jpeg_quality`); copied unchanged
+    when the store's frames are S px already."""
+    jpegs = dict(source.clip_jpegs(identity, video))
+    out = []
+    for frame in frames.tolist():
+        bgr = decode_bgr(jpegs[frame])
+        if bgr.shape != (side, side, 3):
+            raise GlgError(f"{source.dir}: frame {identity}/{video}#{frame} is {bgr.shape}, "
+                           f"expected ({side}, {side}, 3) as the store's first frame")
+        if side == config.size:
+            out.append(jpegs[frame].tobytes())
+        else:
+            bgr = cv2.resize(bgr, (config.size, config.size), interpolation=cv2.INTER_AREA)
+            out.append(encode_bgr(bgr, config.jpeg_quality))
+    return out
+
+
+def write_clip_arrays(out_dir: Path, clips: pd.DataFrame) -> None:
+    """The per-frame arrays that follow from the clips: `clip`, `identity` and `split`, written
+    a clip at a time (a training clip's last `holdout` frames are held out)."""
+    writers = {name: ArrayWriter(out_dir / ARRAYS[name][0], *ARRAYS[name][1:])
+               for name in ("clip", "identity", "split")}
+    for k, clip in enumerate(clips.itertuples()):
+        writers["clip"].append(np.full(clip.frames, k))
+        writers["identity"].append(np.full(clip.frames, clip.identity_index))
+        split = np.full(clip.frames, SPLITS.index(clip.split))
+        split[clip.frames - clip.holdout:] = SPLITS.index("holdout")
+        writers["split"].append(split)
+    for writer in writers.values():
+        writer.close()
+
+
+def _matrix(table: pa.Table, columns: Iterable[str], dtype=np.float32) -> np.ndarray:
+    """(n, k) array of k columns of an Arrow table; nulls become NaN."""
+    return np.stack([table[c].to_numpy(zero_copy_only=False) for c in columns],
+                    axis=1).astype(dtype)
 
 
 # --- part crop sizes (Sec III-B) -----------------------------------------------------------
 
 
-def part_sizes(frames: pd.DataFrame, config: PrepareConfig) -> dict:
+def part_sizes(tally: Tally, config: PrepareConfig) -> dict:
     """The fixed crop (height, width) of each part: its average landmark box over the dataset.
 
     Sec III-B: "The size of a landmark crop takes the value of the average size of corresponding
@@ -161,8 +257,7 @@ def part_sizes(frames: pd.DataFrame, config: PrepareConfig) -> dict:
     sides) and the rounding up to `part_multiple` are our choice: a bare eye box is ~6 px high at
     224 and cuts through the eyelids; the part networks pool by 2 three times.
     """
-    _, extent = part_boxes(landmarks_from_table(frames))  # (N, 4, 2) as (width, height)
-    mean = extent.mean(axis=0)
+    mean = tally.part_extent / tally.frames  # (4, 2) as (width, height)
     parts = {}
     for k, name in enumerate(PART_NAMES):
         margin = config.part_margin * mean[k].max()
@@ -180,17 +275,15 @@ def _round_up(value: float, multiple: int, limit: int) -> int:
 # --- identity statistics for Eq. 3 ----------------------------------------------------------
 
 
-def identity_stats(frames: pd.DataFrame, identities: pd.DataFrame) -> pd.DataFrame:
-    """Per identity, the mean and std of each landmark coordinate over its usable frames.
+def identity_stats(tally: Tally, identities: pd.DataFrame) -> pd.DataFrame:
+    """Per identity, the mean and std of each landmark coordinate over its stored frames.
 
     Sec III-B-1: "computing the mean and variance of each person's landmark coordinates in the
     dataset"; computed on all of a person's frames, in pixels of the S frame.
     """
-    landmarks = landmarks_from_table(frames)  # (N, 68, 2)
-    index = frames["identity_index"].to_numpy()
     stats = np.zeros((len(identities), 4, 68))
-    for k in identities["index"]:
-        own = landmarks[index == k]
-        stats[k] = [own[..., 0].mean(0), own[..., 1].mean(0),
-                    own[..., 0].std(0), own[..., 1].std(0)]
+    for k, name in zip(identities["index"], identities["identity"]):
+        moments = tally.people[name]
+        std = np.sqrt(moments.m2 / moments.n)
+        stats[k] = [moments.mean[:, 0], moments.mean[:, 1], std[:, 0], std[:, 1]]
     return pd.DataFrame(stats.reshape(len(identities), -1), columns=list(STAT_COLUMNS))

@@ -1,12 +1,15 @@
 """The prepared-data format: what `prepare` writes to `data/prepared/` and the loader reads.
 
-- `frames-000.npy` ...: (N, S, S, 3) uint8 RGB frames at S = `prepare.size`, clip by clip, at
-  most `prepare.shard_frames` a shard (`create_frame_shards`, `frame_shard_path`);
-- `frames.parquet`: one row per usable frame: `identity`, `video`, `frame`, `identity_index`,
-  `split` (train / holdout / test / unseen), `shard`, `row`, landmarks `x_i`, `y_i` in pixels
-  of the S frame, `pitch`, `yaw`, `roll`, the 18 `AUxx_c`;
+- a frame store (format: `glg.frames`) of the usable frames at S = `prepare.size`, JPEG at
+  `prepare.jpeg_quality`, clips in (identity, video) order: `shard-NNNNN.jpegs`,
+  `locations.npy` (its `frame` column is the frame's index in data/frames and the annotations),
+  `manifest.parquet`, `clips.parquet`; a frame's row in the store is its row everywhere below;
+- per-frame arrays, memory-mapped by the loader (`ARRAYS`): `landmarks.npy` (N, 68, 2) float32
+  in pixels of the S frame, `pose.npy` (N, 3) float32 pitch, yaw, roll, `aus.npy` (N, 18)
+  float32 0/1 presence, `identity.npy` (N,) int64 row of `identities.parquet`, `clip.npy` (N,)
+  int64 row of `clips.parquet`, `split.npy` (N,) int8 index into `SPLITS`;
 - `pairs.parquet`: the fixed evaluation pairs: `scenario` (self / unseen / known), source and
-  driving `identity`, `video`, `frame` and their row in `frames.parquet`;
+  driving `identity`, `video`, `frame` and `row`;
 - `identities.parquet`: the identity table (`index` is what `Pair.source_identity` holds), with
   each person's landmark mean and std per coordinate (`mean_x_i`, ..., `std_y_i`) for Eq. 3;
 - `parts.json`: the fixed (height, width) of each part crop; `summary.json`: counts and notes.
@@ -21,33 +24,41 @@ import numpy as np
 import pandas as pd
 
 from glg.errors import GlgError
+from glg.frames import clear_store
 from glg.parts import PART_NAMES
 
-FRAMES = "frames.parquet"
 PAIRS = "pairs.parquet"
 IDENTITIES = "identities.parquet"
 PARTS = "parts.json"
 SUMMARY = "summary.json"
-FRAME_SHARD_GLOB = "frames-*.npy"
+# name -> (file, dtype, shape of one frame's row)
+ARRAYS = {
+    "landmarks": ("landmarks.npy", np.float32, (68, 2)),
+    "pose": ("pose.npy", np.float32, (3,)),
+    "aus": ("aus.npy", np.float32, (18,)),
+    "identity": ("identity.npy", np.int64, ()),
+    "clip": ("clip.npy", np.int64, ()),
+    "split": ("split.npy", np.int8, ()),
+}
 SCENARIOS = ("self", "unseen", "known")
 SPLITS = ("train", "holdout", "test", "unseen")
 KEY = ["identity", "video", "frame"]
 STAT_COLUMNS = tuple(f"{s}_{a}_{i}" for s in ("mean", "std") for a in "xy" for i in range(68))
 
 
-def frame_shard_path(prepared_dir: Path, shard: int) -> Path:
-    """The .npy file of frame shard `shard`."""
-    return Path(prepared_dir) / f"frames-{shard:03d}.npy"
+def clear_prepared(prepared_dir: Path) -> None:
+    """Remove a previous run's files (and nothing else) from `prepared_dir`."""
+    clear_store(prepared_dir)
+    for name in [*(file for file, _, _ in ARRAYS.values()), PAIRS, IDENTITIES, PARTS, SUMMARY]:
+        (Path(prepared_dir) / name).unlink(missing_ok=True)
 
 
-def create_frame_shards(prepared_dir: Path, count: int, size: int,
-                        per_shard: int) -> list[np.ndarray]:
-    """Memory-mapped (rows, S, S, 3) uint8 shards at their final sizes for `count` frames:
-    frame i goes to row i % per_shard of shard i // per_shard."""
-    return [np.lib.format.open_memmap(frame_shard_path(prepared_dir, k), mode="w+",
-                                      dtype=np.uint8,
-                                      shape=(min(per_shard, count - start), size, size, 3))
-            for k, start in enumerate(range(0, count, per_shard))]
+def read_array(prepared_dir: Path, name: str) -> np.ndarray:
+    """One per-frame array of `ARRAYS`, memory-mapped read-only."""
+    path = Path(prepared_dir) / ARRAYS[name][0]
+    if not path.is_file():
+        raise GlgError(f"{path}: prepared {name} not found (run prepare first)")
+    return np.load(path, mmap_mode="r")
 
 
 def read_parts(prepared_dir: Path) -> tuple[tuple[int, int], ...]:

@@ -1,6 +1,8 @@
 """Splits and fixed evaluation pairs of the prepared data (Sec IV-A): who is trained on, which
 clips are the self-reenactment test, and the seeded source/driving pairs every experiment is
-scored on. Decisions that the data are too small for are clamped and noted (`note`).
+scored on. Both are decided from clip-level counts alone: the prepared frames are stored clip by
+clip, so a clip is a range of rows and a set of frames a list of ranges (`Rows`), never a
+per-frame table. Decisions that the data are too small for are clamped and noted (`note`).
 """
 
 from __future__ import annotations
@@ -12,142 +14,142 @@ import pandas as pd
 
 from glg.config import PrepareConfig
 from glg.errors import GlgError
-from glg.prepared import KEY
 
 log = logging.getLogger(__name__)
 
 # Independent random streams, one per decision, so changing one size never reshuffles another.
 _UNSEEN, _TEST_CLIPS, _SELF, _UNSEEN_PAIRS, _KNOWN_PEOPLE, _KNOWN_PAIRS = range(6)
 
+# A set of prepared rows as ranges in increasing order: (starts, lengths), (R,) int64 each.
+Rows = tuple[np.ndarray, np.ndarray]
+
 
 # --- splits (Sec IV-A) ----------------------------------------------------------------------
 
 
-def assign_splits(frames: pd.DataFrame, config: PrepareConfig, seed: int,
+def assign_splits(clips: pd.DataFrame, config: PrepareConfig, seed: int,
                   notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split usable frames into train / holdout / test / unseen; returns (frames, identities).
+    """Split the stored clips into train / test / unseen; returns (clips, identities).
 
-    Sec IV-A: `unseen_identities` people are never trained on (the paper's CelebV); `test_clips`
-    whole clips are the self-reenactment test (VoxCeleb1's 100 test videos come from identities
-    outside training, so unseen identities' clips are taken first, then known identities' clips,
-    always leaving each known identity a training clip); the last `known_holdout` of every
-    training clip is held out for the known-identity scenario (the paper's CelebV setting).
+    `clips` has one row per clip in stored order (`identity`, `video`, `start`, `frames`); the
+    returned copy adds `identity_index`, `split` and `holdout`. Sec IV-A: `unseen_identities`
+    people are never trained on (the paper's CelebV); `test_clips` whole clips are the
+    self-reenactment test (VoxCeleb1's 100 test videos come from identities outside training, so
+    unseen identities' clips are taken first, then known identities' clips, always leaving each
+    known identity a training clip); the last `holdout` frames of every training clip (the
+    fraction `known_holdout`) are held out for the known-identity scenario (the paper's CelebV).
     """
-    frames = frames.copy()
-    clip_size = frames.groupby(["identity", "video"])["frame"].transform("size")
-    small = clip_size < config.min_frames
-    if small.any():
-        clips = frames[small].drop_duplicates(["identity", "video"])
-        note(notes, f"{len(clips)} clips with fewer than {config.min_frames} usable frames "
-              f"skipped: {_names(clips)}")
-        frames = frames[~small].reset_index(drop=True)
-    if frames.empty:
+    if clips.empty:
         raise GlgError(f"no clip has prepare.min_frames={config.min_frames} usable frames; "
                        "nothing to train or test on")
-
-    names = sorted(frames["identity"].unique())
+    clips = clips.reset_index(drop=True)
+    names = sorted(clips["identity"].unique())
     n_unseen = _clamp(config.unseen_identities, len(names) - 1, "unseen_identities",
                       "identities (one must stay for training)", notes)
     unseen = set(_rng(seed, _UNSEEN).choice(names, n_unseen, replace=False).tolist())
     if 0 < n_unseen < 2:
         note(notes, "only 1 unseen identity: no unseen-identity pairs (they need 2 people)")
 
-    clips = frames[["identity", "video"]].drop_duplicates().sort_values(["identity", "video"])
+    keys = sorted(zip(clips["identity"], clips["video"]))
     rng = _rng(seed, _TEST_CLIPS)
-    from_unseen = [tuple(c) for c in clips[clips["identity"].isin(unseen)].to_numpy()]
+    from_unseen = [k for k in keys if k[0] in unseen]
     from_known = []
     for name in sorted(set(names) - unseen):
-        own = [tuple(c) for c in clips[clips["identity"] == name].to_numpy()]
+        own = [k for k in keys if k[0] == name]
         from_known += [own[i] for i in rng.permutation(len(own))[1:]]  # keep one to train on
     candidates = ([from_unseen[i] for i in rng.permutation(len(from_unseen))]
                   + [from_known[i] for i in rng.permutation(len(from_known))])
     n_test = _clamp(config.test_clips, len(candidates), "test_clips", "candidate clips", notes)
     test = set(candidates[:n_test])
 
-    clip_key = list(zip(frames["identity"], frames["video"]))
-    split = np.full(len(frames), "train", dtype=object)
-    split[frames["identity"].isin(unseen).to_numpy()] = "unseen"
-    split[np.array([k in test for k in clip_key])] = "test"
-    order = frames.groupby(["identity", "video"]).cumcount(ascending=False).to_numpy()  # 0 = last
-    size = frames.groupby(["identity", "video"])["frame"].transform("size").to_numpy()
+    index = {name: k for k, name in enumerate(names)}
+    clips["identity_index"] = clips["identity"].map(index).astype(np.int64)
+    clips["split"] = ["test" if k in test else "unseen" if k[0] in unseen else "train"
+                      for k in zip(clips["identity"], clips["video"])]
+    size = clips["frames"].to_numpy()
     holdout = np.minimum(np.rint(size * config.known_holdout), size - config.min_frames)
-    split[(split == "train") & (order < holdout)] = "holdout"
-    frames["split"] = split
+    clips["holdout"] = np.where(clips["split"] == "train", holdout, 0).astype(np.int64)
 
+    per_person = clips.groupby("identity")
     identities = pd.DataFrame({"identity": names, "index": np.arange(len(names), dtype=np.int64)})
     identities["role"] = ["unseen" if n in unseen else "known" for n in names]
-    identities["clips"] = [int((clips["identity"] == n).sum()) for n in names]
-    identities["frames"] = frames.groupby("identity").size().reindex(names).to_numpy()
-    frames.insert(3, "identity_index",
-                  frames["identity"].map(dict(zip(names, identities["index"]))).astype(np.int64))
-    frames.insert(4, "split", frames.pop("split"))
-    return frames, identities
+    identities["clips"] = per_person.size().reindex(names).to_numpy()
+    identities["frames"] = per_person["frames"].sum().reindex(names).to_numpy()
+    return clips, identities
+
+
+def split_counts(clips: pd.DataFrame) -> dict[str, int]:
+    """Frames per split (glg.prepared.SPLITS order) of clips from `assign_splits`."""
+    frames = clips["frames"] - clips["holdout"]
+    return {"train": int(frames[clips["split"] == "train"].sum()),
+            "holdout": int(clips["holdout"].sum()),
+            "test": int(frames[clips["split"] == "test"].sum()),
+            "unseen": int(frames[clips["split"] == "unseen"].sum())}
 
 
 # --- fixed evaluation pairs (Sec IV-A) -----------------------------------------------------
 
 
-def evaluation_pairs(frames: pd.DataFrame, identities: pd.DataFrame, config: PrepareConfig,
+def evaluation_pairs(clips: pd.DataFrame, identities: pd.DataFrame, config: PrepareConfig,
                      seed: int, notes: list[str]) -> pd.DataFrame:
-    """The fixed, seeded pair lists every experiment is scored on (Sec IV-A).
+    """The fixed, seeded pairs every experiment is scored on (Sec IV-A): `scenario`,
+    `source_row`, `driving_row`, from the clips and identities of `assign_splits`.
 
     self: two different frames of one test clip; unseen: a source frame of each unseen person
     with a driving frame of another unseen person; known: held-out frames of `known_identities`
     trained people, each as source with another known person's held-out frame as driving.
     """
-    rows = np.arange(len(frames))
-    blocks_self = [(idx, idx) for _, idx in
-                   _groups(frames, frames["split"] == "test", ["identity", "video"])]
+    clips = clips.reset_index(drop=True)
+    start, size = clips["start"].to_numpy(np.int64), clips["frames"].to_numpy(np.int64)
+    test = np.flatnonzero(clips["split"] == "test")
+    blocks_self = [(_rows(start[k:k + 1], size[k:k + 1]),) * 2 for k in test]
     chosen = [_sample_pairs(_rng(seed, _SELF), blocks_self, config.self_pairs, True, "self_pairs",
                             notes)]
     scenario = ["self"] * len(chosen[0][0])
 
-    unseen = identities.loc[identities["role"] == "unseen", "index"]
-    is_unseen = frames["identity_index"].isin(unseen).to_numpy()
-    people = _groups(frames, is_unseen, ["identity"])
+    person = clips["identity"].to_numpy()
+    unseen = np.isin(person, identities.loc[identities["role"] == "unseen", "identity"])
+    people = sorted(set(person[unseen]))
     if len(people) >= 2:
-        everyone = rows[is_unseen]
-        for k, (_, own) in enumerate(people):
-            others = np.setdiff1d(everyone, own)
-            chosen.append(_sample_pairs(_rng(seed, _UNSEEN_PAIRS, k), [(own, others)],
-                                        config.unseen_pairs, False, "unseen_pairs", notes))
+        for k, name in enumerate(people):
+            own, others = unseen & (person == name), unseen & (person != name)
+            chosen.append(_sample_pairs(
+                _rng(seed, _UNSEEN_PAIRS, k), [(_rows(start[own], size[own]),
+                                                _rows(start[others], size[others]))],
+                config.unseen_pairs, False, "unseen_pairs", notes))
             scenario += ["unseen"] * len(chosen[-1][0])
 
-    held = (frames["split"] == "holdout").to_numpy()
-    people = _groups(frames, held, ["identity"])
+    held = (clips["holdout"] > 0).to_numpy()
+    held_start = (start + size - clips["holdout"].to_numpy())[held]
+    held_size, held_person = clips["holdout"].to_numpy()[held], clips["identity"].to_numpy()[held]
+    people = sorted(set(held_person))
     if len(people) >= 2:
         n_known = _clamp(config.known_identities, len(people), "known_identities",
                          "known identities with held-out frames", notes)
         picked = np.sort(_rng(seed, _KNOWN_PEOPLE).choice(len(people), n_known, replace=False))
-        everyone = rows[held]
         for k in picked:
-            own = people[k][1]
-            others = np.setdiff1d(everyone, own)
-            chosen.append(_sample_pairs(_rng(seed, _KNOWN_PAIRS, int(k)), [(own, others)],
-                                        config.known_pairs, False, "known_pairs", notes))
+            own = held_person == people[k]
+            chosen.append(_sample_pairs(
+                _rng(seed, _KNOWN_PAIRS, int(k)), [(_rows(held_start[own], held_size[own]),
+                                                    _rows(held_start[~own], held_size[~own]))],
+                config.known_pairs, False, "known_pairs", notes))
             scenario += ["known"] * len(chosen[-1][0])
     elif config.known_pairs and config.known_identities:
         note(notes, "fewer than 2 known identities with held-out frames: no known-identity pairs")
 
-    source = np.concatenate([s for s, _ in chosen]).astype(np.int64)
-    driving = np.concatenate([d for _, d in chosen]).astype(np.int64)
-    pairs = pd.DataFrame({"scenario": scenario})
-    for role, at in (("source", source), ("driving", driving)):
-        for column in KEY:
-            pairs[f"{role}_{column}"] = frames[column].to_numpy()[at]
-        pairs[f"{role}_row"] = at
-    return pairs
+    return pd.DataFrame({"scenario": scenario,
+                         "source_row": np.concatenate([s for s, _ in chosen]).astype(np.int64),
+                         "driving_row": np.concatenate([d for _, d in chosen]).astype(np.int64)})
 
 
-def _sample_pairs(rng: np.random.Generator, blocks: list[tuple[np.ndarray, np.ndarray]],
-                  count: int, distinct: bool, key: str, notes: list[str]
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """`count` distinct (source, driving) pairs drawn uniformly from the blocks' products.
+def _sample_pairs(rng: np.random.Generator, blocks: list[tuple[Rows, Rows]], count: int,
+                  distinct: bool, key: str, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`count` distinct (source, driving) row pairs drawn uniformly from the blocks' products.
 
     A block (S, D) offers every source in S with every driving in D, minus identical frames when
     `distinct` (then S and D are the same clip). Clamped, with a note, to what the blocks offer.
     """
-    sizes = [len(s) * (len(d) - 1 if distinct else len(d)) for s, d in blocks]
+    sizes = [_count(s) * (_count(d) - 1 if distinct else _count(d)) for s, d in blocks]
     total = int(sum(sizes))
     take = _clamp(count, total, key, "possible pairs", notes)
     flat = np.sort(rng.choice(total, take, replace=False)) if take < total else np.arange(total)
@@ -156,12 +158,31 @@ def _sample_pairs(rng: np.random.Generator, blocks: list[tuple[np.ndarray, np.nd
     source, driving = np.empty(take, np.int64), np.empty(take, np.int64)
     for b, (s, d) in enumerate(blocks):
         local = flat[block == b] - starts[b]
-        width = len(d) - 1 if distinct else len(d)
+        width = _count(d) - 1 if distinct else _count(d)
         i, j = local // width, local % width
         if distinct:
             j = j + (j >= i)  # skip the source frame itself
-        source[block == b], driving[block == b] = s[i], d[j]
+        source[block == b], driving[block == b] = _row(s, i), _row(d, j)
     return source, driving
+
+
+# --- row sets -------------------------------------------------------------------------------
+
+
+def _rows(starts: np.ndarray, lengths: np.ndarray) -> Rows:
+    return np.asarray(starts, np.int64), np.asarray(lengths, np.int64)
+
+
+def _count(rows: Rows) -> int:
+    return int(rows[1].sum())
+
+
+def _row(rows: Rows, k: np.ndarray) -> np.ndarray:
+    """The k-th rows (K,) of a row set, counting through its ranges in order."""
+    starts, lengths = rows
+    ends = np.cumsum(lengths)
+    at = np.searchsorted(ends, k, side="right")
+    return starts[at] + k - (ends[at] - lengths[at])
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -185,18 +206,3 @@ def note(notes: list[str], message: str) -> None:
     if message not in notes:
         notes.append(message)
         log.info(message)
-
-
-def _groups(frames: pd.DataFrame, mask, by: list[str]) -> list[tuple[tuple, np.ndarray]]:
-    """Row indices of the masked frames grouped by `by`, groups in sorted key order."""
-    rows = np.flatnonzero(np.asarray(mask))
-    if len(rows) == 0:
-        return []
-    grouped = frames.iloc[rows].groupby(by, sort=True).indices
-    return [(key, rows[idx]) for key, idx in sorted(grouped.items())]
-
-
-def _names(clips: pd.DataFrame, limit: int = 5) -> str:
-    names = [f"{i}/{v}" for i, v in zip(clips["identity"], clips["video"])]
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more

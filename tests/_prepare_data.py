@@ -1,5 +1,6 @@
 """Test helper: a small frame store and annotation table on disk, shaped like extract's and
-annotate's outputs, for the prepare and data tests (and the loader benchmark)."""
+annotate's outputs, for the prepare and data tests (and the loader benchmark), and the prepared
+frames read back as a table."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pyarrow as pa
 from _frame_store import write_store
 
 from glg.annotations import annotation_schema, clear_annotations, write_shard
+from glg.data import PreparedFrames
 from glg.landmarks import AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS
 from glg.mean_face import MEAN_FACE_3D
+from glg.prepared import SPLITS
 
 
 def face_landmarks(rng: np.random.Generator, side: int, scale: float, jitter: float) -> np.ndarray:
@@ -80,3 +83,17 @@ def write_annotations(annotations_dir: Path, table: pd.DataFrame) -> None:
     clear_annotations(annotations_dir)
     schema = pa.schema([f for f in annotation_schema() if f.name in table.columns])
     write_shard(annotations_dir, 0, [pa.Table.from_pandas(table, schema, preserve_index=False)])
+
+
+def prepared_table(prepared_dir: Path) -> pd.DataFrame:
+    """The prepared frames as one table read through `PreparedFrames`: `identity`, `video`,
+    `frame`, `identity_index`, `split` and the landmarks' `x_i`, `y_i`, one row per frame."""
+    frames = PreparedFrames(prepared_dir)
+    clips = frames.clips.iloc[np.asarray(frames.clip)].reset_index(drop=True)
+    table = pd.DataFrame({"identity": clips["identity"], "video": clips["video"],
+                          "frame": np.asarray(frames.frame),
+                          "identity_index": np.asarray(frames.identity),
+                          "split": np.asarray(SPLITS, dtype=object)[np.asarray(frames.split)]})
+    landmarks = np.asarray(frames.landmarks)
+    return pd.concat([table, pd.DataFrame(landmarks[..., 0], columns=list(X_COLUMNS)),
+                      pd.DataFrame(landmarks[..., 1], columns=list(Y_COLUMNS))], axis=1)

@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -21,7 +20,7 @@ from glg.annotate.dlib import DlibBackend, head_pose
 from glg.annotations import IDENTITY_FILE, ClipResult, read_annotations, to_table, write_shard
 from glg.config import ExtractConfig
 from glg.errors import GlgError
-from glg.frames import MANIFEST, MANIFEST_SCHEMA
+from glg.frames import OFFSET, FrameStore
 from glg.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS, rotation_matrix
 from glg.mean_face import MEAN_FACE_3D
 from glg.extract import extract
@@ -332,10 +331,10 @@ def test_real_clips_faces_found_and_pose_smooth(real_clips):
 
 def test_an_unreadable_clip_becomes_failed_rows(tmp_path):
     frames, _ = write_dataset(tmp_path, identities=1, clips=2, frames=3)
-    manifest = pq.read_table(frames / MANIFEST).to_pandas()
-    manifest.loc[manifest["video"] == "clip1", "shard"] = "lost.parquet"
-    pq.write_table(pa.Table.from_pandas(manifest, MANIFEST_SCHEMA, preserve_index=False),
-                   frames / MANIFEST)
+    store = FrameStore(frames)
+    cut = store.locations[store.clip_rows("id00", "clip1")[0], OFFSET]
+    shard = frames / "shard-00000.jpegs"
+    shard.write_bytes(shard.read_bytes()[:cut])  # clip1's JPEGs are lost
     result = _invoke(tmp_path, tmp_path / "none.parquet")
     assert result.exit_code == 0, result.output
     assert "id00/clip1: not annotated, 3 frames marked failed" in result.output

@@ -6,15 +6,14 @@ import sys
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import yaml
+from _frame_store import write_store
 from typer.testing import CliRunner
 
 import glg.annotate.pyfeat as pyfeat
 from glg.annotations import to_table
 from glg.errors import GlgError
-from glg.frames import MANIFEST, MANIFEST_SCHEMA
 from glg.landmarks import AU_IDS, X_COLUMNS, Y_COLUMNS
 from stages.annotate import app
 
@@ -96,8 +95,7 @@ def test_cached_weights_are_found(tmp_path):
 
 def test_stage_with_pyfeat_and_no_weights_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(pyfeat, "cache_dir", lambda: tmp_path / "cache")
-    (tmp_path / "frames").mkdir()
-    pq.write_table(MANIFEST_SCHEMA.empty_table(), tmp_path / "frames" / MANIFEST)
+    write_store(tmp_path / "frames", [])
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"annotate": {"backend": "pyfeat", "workers": 1}}))
     result = CliRunner().invoke(app, ["--frames", str(tmp_path / "frames"), "--out",

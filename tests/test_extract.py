@@ -8,7 +8,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -16,9 +15,9 @@ from typer.testing import CliRunner
 from _clips import FACE, FACE_WINDOW, panning_face, small_config, write_clip
 from glg.config import SynthesizeConfig
 from glg.errors import GlgError
-from glg.extract import extract
+from glg.extract import EXTRACT_COLUMNS, extract
 from glg.face_crop import detect_faces
-from glg.frames import MANIFEST_SCHEMA, iter_clip, read_frame, read_manifest
+from glg.frames import SHARD, FrameStore, iter_clip, read_frame, read_manifest
 from glg.synthetic import synthesize
 from stages.extract import app
 
@@ -84,8 +83,7 @@ def face_store(tmp_path_factory):
 def test_extracted_store_has_the_manifest_schema(face_store):
     frames_dir, _, summary = face_store
     manifest = read_manifest(frames_dir)
-    assert list(manifest.columns) == MANIFEST_SCHEMA.names
-    assert pq.read_schema(frames_dir / "manifest.parquet").equals(MANIFEST_SCHEMA)
+    assert list(manifest.columns) == ["identity", "video", "frame", *EXTRACT_COLUMNS.names]
     assert summary.stored_clips == 2 and summary.skipped == 0
     anna = manifest[manifest.identity == "anna"]
     assert (anna.video == "yt1/001").all() and (anna.source == "anna/yt1/001.mp4").all()
@@ -93,8 +91,8 @@ def test_extracted_store_has_the_manifest_schema(face_store):
     ben = manifest[manifest.identity == "ben"]  # 15 frames at 30 fps sampled to 25 fps
     assert len(ben) == 12 and ben.timestamp.is_monotonic_increasing
     assert (frames_dir / "skipped.csv").read_text() == "path,reason\n"
-    assert sorted(p.name for p in frames_dir.iterdir()) == ["manifest.parquet",
-                                                            "shard-00000.parquet", "skipped.csv"]
+    assert sorted(p.name for p in frames_dir.iterdir()) == [
+        "clips.parquet", "locations.npy", "manifest.parquet", "shard-00000.jpegs", "skipped.csv"]
 
 
 def test_crop_box_contains_the_face(face_store):
@@ -123,24 +121,22 @@ def test_frames_read_back_by_key(face_store):
         read_frame(frames_dir, "anna", "yt1/001", 24)
 
 
-def test_shards_roll_over_and_long_clips_stream_in_row_groups(tmp_path, monkeypatch):
-    monkeypatch.setattr("glg.extract.ROW_GROUP_FRAMES", 4)
+def test_shards_roll_over_between_clips(tmp_path):
     frames, _ = panning_face(6)
     for name in ["a/1.mp4", "a/2.mp4", "b/1.mp4"]:
         write_clip(tmp_path / "videos" / name, frames)
     out = tmp_path / "frames"
     extract(tmp_path / "videos", out, small_config(shard_mb=1e-6), progress=False)
     assert sorted(p.name for p in out.iterdir()) == [
-        "manifest.parquet", "shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet",
-        "skipped.csv"]  # and no spool files left behind
-    for shard in out.glob("shard-*.parquet"):
-        assert pq.ParquetFile(shard).metadata.num_row_groups == 2  # 6 frames: 4 + 2
-    manifest = read_manifest(out)
-    assert manifest.groupby("shard").identity.first().tolist() == ["a", "a", "b"]
-    assert manifest.query("identity == 'b'").row_group.tolist() == [0] * 4 + [1] * 2
-    clip = list(iter_clip(out, "b", "1"))
-    assert [i for i, _ in clip] == list(range(6))
-    assert np.array_equal(read_frame(out, "b", "1", 5), clip[5][1])
+        "clips.parquet", "locations.npy", "manifest.parquet", "shard-00000.jpegs",
+        "shard-00001.jpegs", "shard-00002.jpegs", "skipped.csv"]  # and no spool files left
+    store = FrameStore(out)
+    for shard, (identity, video) in enumerate([("a", "1"), ("a", "2"), ("b", "1")]):
+        rows = store.clip_rows(identity, video)
+        assert (store.locations[rows.start:rows.stop, SHARD] == shard).all()  # one clip a shard
+        clip = list(iter_clip(out, identity, video))
+        assert [i for i, _ in clip] == list(range(6))
+        assert np.array_equal(read_frame(out, identity, video, 5), clip[5][1])
 
 
 def _hashes(folder: Path) -> dict[str, str]:
@@ -158,7 +154,8 @@ def test_reruns_are_byte_identical_whatever_the_workers(tmp_path):
         extract(tmp_path / "videos", out, small_config(workers=workers), progress=False)
         runs.append(_hashes(out))
     assert runs[0] == runs[1] == runs[2]
-    assert set(runs[0]) == {"manifest.parquet", "shard-00000.parquet", "skipped.csv"}
+    assert set(runs[0]) == {"clips.parquet", "locations.npy", "manifest.parquet",
+                            "shard-00000.jpegs", "skipped.csv"}
 
 
 # --- the stage through its CLI -----------------------------------------------------------------

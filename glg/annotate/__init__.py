@@ -27,7 +27,7 @@ from glg.annotations import (Backend, clear_annotations, failed_result, read_ann
                              to_table, write_identities, write_shard)
 from glg.config import AnnotateConfig
 from glg.errors import GlgError
-from glg.frames import iter_clip, read_frame, read_manifest
+from glg.frames import iter_clip, open_store, read_manifest
 from glg.metrics import annotation_accuracy, write_metrics
 
 
@@ -92,8 +92,9 @@ def annotate_clips(frames_dir: str | Path, out_dir: str | Path, config: Annotate
     rows, so memory does not grow with the dataset. Failed frames stay, `success=False`.
     """
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
-    counts_per_clip = read_manifest(frames_dir).groupby(["identity", "video"], sort=True).size()
-    jobs = [(str(frames_dir), i, v, int(n)) for (i, v), n in counts_per_clip.items()]
+    stored = open_store(frames_dir).clips  # one row per clip
+    jobs = sorted((str(frames_dir), i, v, int(n)) for i, v, n in zip(
+        stored["identity"], stored["video"], stored["frames"]))
     if config.backend == "pyfeat":
         check_weights()  # fail at once, before any worker starts
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,7 @@ def annotate_clips(frames_dir: str | Path, out_dir: str | Path, config: Annotate
     pool = _pool(config, len(jobs))
     # Ordered results: the output does not depend on which worker finishes first.
     results = pool.imap(_annotate_one, jobs) if pool else map(_annotate_one, jobs)
-    bar = tqdm(total=int(counts_per_clip.sum()), unit="frame", disable=not progress,
+    bar = tqdm(total=int(stored["frames"].sum()), unit="frame", disable=not progress,
                desc="annotate", dynamic_ncols=True)
     try:
         for identity, video, table, embedding, problem in results:
@@ -151,9 +152,9 @@ def annotate(frames_dir: str | Path, out_dir: str | Path, metrics_path: str | Pa
     truth = None
     if ground_truth is not None and Path(ground_truth).is_file():
         truth = pd.read_parquet(ground_truth)
-    manifest = read_manifest(frames_dir)
     # Only the identities the ground truth knows are read back: memory stays bounded on real data.
     known = [] if truth is None else truth["identity"].unique().tolist()
+    manifest = read_manifest(frames_dir, identities=known)
     annotations = read_annotations(out_dir, identities=known)
     metrics = {
         "backend": config.backend,
@@ -164,18 +165,9 @@ def annotate(frames_dir: str | Path, out_dir: str | Path, metrics_path: str | Pa
         # Failed frames per clip, listing only clips that have some (all others: none).
         "failed_per_clip": {k: c["failed"] for k, c in clips.items() if c["failed"]},
         "accuracy": annotation_accuracy(annotations, manifest, truth,
-                                        _frame_size(frames_dir, manifest)),
+                                        open_store(frames_dir).frame_size()),
     }
     write_metrics(metrics_path, metrics)
     print(f"annotate: {frames} frames in {len(clips)} clips, {failed} without a face, "
           f"{frames / max(seconds, 1e-9):.0f} frames/s")
     return metrics
-
-
-def _frame_size(frames_dir: Path, manifest: pd.DataFrame) -> int:
-    """Side of the stored square frames, read from the first one."""
-    if manifest.empty:
-        return 0
-    first = manifest.iloc[0]
-    return int(read_frame(frames_dir, first["identity"], first["video"],
-                          int(first["frame"])).shape[0])
