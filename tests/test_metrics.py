@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,8 +17,9 @@ from glg.annotate.aus import GEOMETRIC_AUS, UNMEASURED_AUS
 from glg.annotate.dlib import DlibBackend
 from glg.annotations import to_table
 from glg.errors import GlgError
+from glg.dlib_models import SHAPE_PREDICTOR, model_file
 from glg.face_id import (IRESNET_BLOCKS, ArcFaceEmbedder, IResNet, align_arcface, load_arcface,
-                         make_embedder)
+                         load_dlib_resnet, make_embedder)
 from glg.face_reading import FaceReader, Readings, clip_neutrals
 from glg.landmarks import AU_IDS
 from glg.metrics import aucon, csim, prmse, psnr, psnr_cap, ssim
@@ -155,7 +157,7 @@ def _worsen(images: np.ndarray, blurs, noises) -> None:
             assert r.found.all(), (degrade.__name__, s)  # a lost face would leave the mean
             rows.append((csim(clean, r).summary()["csim"], prmse(r, clean.pose).summary()["prmse"],
                          aucon(r, clean.au_presence).summary()["aucon"]))
-        (csim_0, pose_0, au_0), (csim_n, pose_n, au_n) = rows[0], rows[-1]
+        (_, pose_0, au_0), (_, pose_n, au_n) = rows[0], rows[-1]
         assert pose_n > pose_0 and au_n < au_0, (degrade.__name__, rows)
         for (csim_a, pose_a, au_a), (csim_b, pose_b, au_b) in zip(rows, rows[1:]):
             assert csim_b < csim_a and pose_b >= pose_a and au_b <= au_a, (degrade.__name__, rows)
@@ -165,14 +167,20 @@ def test_face_metrics_worsen_with_blur_and_noise_on_rendered_faces():
     _worsen(faces(), blurs=(0, 1, 3), noises=(0, 8, 32))
 
 
-def test_face_metrics_worsen_with_blur_and_noise_on_real_faces(real_clips):
+@functools.cache
+def real_faces(folder: Path) -> np.ndarray:
+    """The first frame of three real clips (face-centred 512 px crops) at 224 px."""
     images = []
-    for path in sorted(real_clips.glob("*.mp4"))[:3]:
-        ok, bgr = cv2.VideoCapture(str(path)).read()  # the clips are face-centred 512 px crops
+    for path in sorted(folder.glob("*.mp4"))[:3]:
+        ok, bgr = cv2.VideoCapture(str(path)).read()
         assert ok, path
         images.append(cv2.cvtColor(cv2.resize(bgr, (SIZE, SIZE), interpolation=cv2.INTER_AREA),
                                    cv2.COLOR_BGR2RGB))
-    _worsen(np.stack(images), blurs=(0, 2, 4), noises=(0, 8, 32))
+    return np.stack(images)
+
+
+def test_face_metrics_worsen_with_blur_and_noise_on_real_faces(real_clips):
+    _worsen(real_faces(real_clips), blurs=(0, 2, 4), noises=(0, 8, 32))
 
 
 def test_driving_as_output_differs_from_the_stored_annotations_only_by_the_annotator():
@@ -257,6 +265,28 @@ def test_dlib_csim_is_higher_for_the_same_person():
     turned = read_alone(np.stack([face(0, (0, 15, 0), {12: 1.0}), face(1, (5, -10, 0))]))
     other = read_alone(np.stack([face(1, (0, 15, 0), {12: 1.0}), face(0, (5, -10, 0))]))
     assert (csim(same, turned).per_pair > csim(same, other).per_pair).all()
+
+
+def _assert_dlibs_own_descriptors(images: np.ndarray) -> None:
+    r = read_alone(images)  # DlibEmbedder: dlib's network run by torch
+    assert r.found.all()
+    own = np.stack([clip_annotator().embed(i, p) for i, p in zip(images, r.landmarks)])
+    own /= np.linalg.norm(own, axis=1, keepdims=True)  # dlib's compute_face_descriptor
+    np.testing.assert_allclose(r.embedding, own, atol=2e-6)
+
+
+def test_dlib_embedder_gives_dlibs_own_descriptors():
+    _assert_dlibs_own_descriptors(faces())
+
+
+def test_dlib_embedder_gives_dlibs_own_descriptors_on_real_faces(real_clips):
+    _assert_dlibs_own_descriptors(real_faces(real_clips))
+
+
+def test_dlib_weights_from_another_file_are_refused_in_one_line():
+    with pytest.raises(GlgError) as err:
+        load_dlib_resnet(model_file(SHAPE_PREDICTOR))
+    assert "\n" not in str(err.value) and SHAPE_PREDICTOR in str(err.value)
 
 
 def test_arcface_without_weights_is_one_line(tmp_path):
