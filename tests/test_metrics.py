@@ -18,8 +18,9 @@ from glg.annotate.dlib import DlibBackend
 from glg.annotations import to_table
 from glg.errors import GlgError
 from glg.dlib_models import SHAPE_PREDICTOR, model_file
-from glg.face_id import (IRESNET_BLOCKS, ArcFaceEmbedder, IResNet, align_arcface, load_arcface,
-                         load_dlib_resnet, make_embedder)
+from glg.face_id import (ARCFACE_TEMPLATE, IRESNET_BLOCKS, ArcFaceEmbedder, IResNet,
+                         align_arcface, arcface_points, load_arcface, load_dlib_resnet,
+                         make_embedder, similarity_transforms)
 from glg.face_reading import FaceReader, Readings, clip_neutrals
 from glg.landmarks import AU_IDS
 from glg.metrics import aucon, csim, prmse, psnr, psnr_cap, ssim
@@ -202,17 +203,17 @@ def test_driving_as_output_differs_from_the_stored_annotations_only_by_the_annot
 def test_outputs_without_a_face_are_counted_not_dropped():
     images = faces()[:3]
     blank = np.zeros_like(images[0])
-    source = read_alone(np.stack([images[0], blank, images[2]]))
-    output = read_alone(np.stack([blank, images[1], images[2]]))
-    np.testing.assert_array_equal(output.found, [False, True, True])
+    source = read_alone(np.stack([images[0], blank, images[2], images[0]]))
+    output = read_alone(np.stack([blank, images[1], images[2], blank]))
+    np.testing.assert_array_equal(output.found, [False, True, True, False])
     assert np.isnan(output.pose[0]).all() and np.isnan(output.embedding[0]).all()
     c = csim(source, output)
-    assert np.isnan(c.per_pair[:2]).all() and np.isfinite(c.per_pair[2])
-    assert c.summary() | {"csim": None} == {"csim": None, "scored": 1, "no_face_output": 1,
+    assert np.isnan(c.per_pair[[0, 1, 3]]).all() and np.isfinite(c.per_pair[2])
+    assert c.summary() | {"csim": None} == {"csim": None, "scored": 1, "no_face_output": 2,
                                            "no_face_source": 1, "backend": "dlib"}
-    truth = read_alone(images)
+    truth = read_alone(images[[0, 1, 2, 0]])
     pose, au = prmse(output, truth.pose).summary(), aucon(output, truth.au_presence).summary()
-    assert (pose["scored"], pose["no_face"], au["scored"], au["no_face"]) == (2, 1, 2, 1)
+    assert (pose["scored"], pose["no_face"], au["scored"], au["no_face"]) == (2, 2, 2, 2)
     nothing = read_alone(np.stack([blank, blank]))
     assert csim(nothing, nothing).summary()["csim"] is None  # JSON null, not NaN
     assert prmse(nothing, truth.pose[:2]).summary()["prmse"] is None
@@ -310,8 +311,12 @@ def test_iresnets_have_the_published_sizes():
 def test_arcface_loads_a_saved_state_dict_and_gives_unit_512_vectors(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "backbone.pth"
-    torch.save(IResNet(IRESNET_BLOCKS["r50"]).state_dict(), path)
-    embedder = ArcFaceEmbedder(load_arcface(path))
+    saved = IResNet(IRESNET_BLOCKS["r50"]).state_dict()
+    torch.save(saved, path)
+    net = load_arcface(path)
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())
+    embedder = ArcFaceEmbedder(net)
     landmarks = read_alone(faces()[:2]).landmarks
     landmarks = np.concatenate([landmarks, np.full((1, 68, 2), np.nan)])  # no face found
     vectors = embedder.embed(faces()[[0, 1, 1]], landmarks)
@@ -335,6 +340,10 @@ def test_arcface_alignment_undoes_a_rotation_scale_and_shift():
                          np.concatenate([landmarks, moved_landmarks])).astype(float)
     inner = (slice(20, 100), slice(20, 92))  # the face, away from the black border
     assert np.abs(a[inner] - b[inner]).mean() < 6.0  # two bilinear resamplings apart
+    # The five points land on insightface's template (a frontal face fits it to a few px).
+    points = arcface_points(moved_landmarks)
+    m = similarity_transforms(points, ARCFACE_TEMPLATE)[0]
+    assert np.abs(points[0] @ m[:, :2].T + m[:, 2] - ARCFACE_TEMPLATE).max() < 4.0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
