@@ -11,14 +11,17 @@ the clip (tracked), as data/prepared holds them.
   naive    per pair: dlib detection, 68 points, pose and AUs of source and output, dlib's C++
            face descriptor of both, scikit-image SSIM and PSNR; nothing cached (the reference)
   batched  glg.metrics on batches of BATCH pairs: torch SSIM/PSNR, a FaceReader whose keyed
-           cache reads each source once, dlib's ResNet run by torch in batches
+           cache reads each source once, dlib's ResNet run by torch in batches; once with one
+           torch thread, once with --threads (default: every CPU). On a machine whose cores
+           are busy with other work, torch's spinning OpenMP threads make the second far slower
+           (10x, measured): give each process one thread and parallelise over processes.
 
 Shares of the batched time: SSIM, PSNR, CSIM (embeddings of sources and outputs), PRMSE/AUCON
 (the face reading of outputs: detection, 68 points, pose, AUs; CSIM aligns with the same points)
 and the metric arithmetic. pairs/CPU-s does not depend on what else the machine runs; the
 machine's 2 cores are shared with other work, so every figure is provisional.
 
-    python benchmarks/bench_metrics.py [--threads 2]
+    python benchmarks/bench_metrics.py [--threads N]
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from glg.metrics import aucon, csim, prmse, psnr, ssim  # noqa: E402
 from glg.synthetic.faces import identity_image  # noqa: E402
 from glg.synthetic.plans import plan_dataset  # noqa: E402
 from glg.synthetic.render import render_frame  # noqa: E402
+from glg.video import sample_frames  # noqa: E402
 
 REAL_CLIPS = ROOT.parent / "shared" / "real-clips"
 SIZE = 224
@@ -83,17 +87,10 @@ def demo_clips() -> list[np.ndarray]:
 
 def real_clips() -> list[np.ndarray]:
     """The first FRAMES frames of each real clip at 224 px (face-centred 512 px crops)."""
-    clips = []
-    for path in sorted(REAL_CLIPS.glob("*.mp4")):
-        capture, frames = cv2.VideoCapture(str(path)), []
-        while len(frames) < FRAMES:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(cv2.resize(bgr, (SIZE, SIZE), interpolation=cv2.INTER_AREA),
-                                       cv2.COLOR_BGR2RGB))
-        clips.append(np.stack(frames))
-    return clips
+    return [np.stack([cv2.cvtColor(cv2.resize(f.bgr, (SIZE, SIZE), interpolation=cv2.INTER_AREA),
+                                   cv2.COLOR_BGR2RGB)
+                      for f in sample_frames(path, 1000.0, FRAMES)])  # every frame: 25-30 fps
+            for path in sorted(REAL_CLIPS.glob("*.mp4"))]
 
 
 def make_pairs(clips: list[np.ndarray]) -> dict:
@@ -133,7 +130,8 @@ def _found(backend: DlibBackend, images: np.ndarray) -> np.ndarray:
     for i, image in enumerate(images):
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         box = backend.detect(gray)
-        found[i] = box is not None and shape_residual(backend.fit(gray, box[0])) < MAX_SHAPE_RESIDUAL
+        found[i] = (box is not None
+                    and shape_residual(backend.fit(gray, box[0])) < MAX_SHAPE_RESIDUAL)
     return found
 
 
@@ -205,47 +203,50 @@ def embedding_share(pairs: dict, neutrals: dict) -> float:
     return embedding / (reading + embedding)
 
 
-def measure(name: str, clips: list[np.ndarray]) -> None:
+def measure(name: str, clips: list[np.ndarray], max_threads: int) -> None:
     pairs = make_pairs(clips)
     n = len(pairs["key"])
     backend = DlibBackend()
     rows = []
-    reader = FaceReader("dlib", DlibEmbedder(), pairs["neutrals"])
-    for label, run in (("naive", lambda: naive(pairs, backend)),
-                       ("batched", lambda: batched(pairs, reader))):
+    variants = [("naive", 1, lambda: naive(pairs, backend))]
+    for threads in sorted({1, max_threads}):
+        reader = FaceReader("dlib", DlibEmbedder(), pairs["neutrals"])  # a fresh cache each
+        variants.append((f"batched, {threads} thread{'s' * (threads > 1)}", threads,
+                         lambda reader=reader: batched(pairs, reader)))
+    for label, threads, run in variants:
+        torch.set_num_threads(threads)
         start, cpu = time.perf_counter(), cpu_seconds()
         steps = run()
         rows.append((label, time.perf_counter() - start, cpu_seconds() - cpu, steps))
     print(f"\n{name}: {n} pairs of {SIZE}x{SIZE} from {len(clips)} clips, "
           f"{len(set(pairs['key']))} distinct sources ({reader.images_read - n} source reads "
-          f"with the cache); torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.1f}")
-    print(f"  {'variant':<8} {'seconds':>8} {'pairs/s':>8} {'x naive':>8} {'pairs/CPU-s':>12} "
+          f"with the cache); {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(f"  {'variant':<19} {'seconds':>8} {'pairs/s':>8} {'x naive':>8} {'pairs/CPU-s':>12} "
           f"{'x naive':>8}")
     (_, naive_s, naive_cpu, _) = rows[0]
     for label, seconds, cpu, _ in rows:
-        print(f"  {label:<8} {seconds:8.2f} {n / seconds:8.1f} {naive_s / seconds:8.2f} "
+        print(f"  {label:<19} {seconds:8.2f} {n / seconds:8.1f} {naive_s / seconds:8.2f} "
               f"{n / cpu:12.1f} {naive_cpu / cpu:8.2f}")
+    torch.set_num_threads(1)
     steps, total = rows[1][3], sum(rows[1][3].values())
     embed = embedding_share(pairs, pairs["neutrals"])
     shares = {"SSIM": steps["ssim"], "PSNR": steps["psnr"],
               "CSIM (embeddings)": steps["sources"] + steps["outputs"] * embed,
               "PRMSE/AUCON (face reading)": steps["outputs"] * (1 - embed),
               "metric arithmetic": steps["arithmetic"]}
-    print("  share of the batched time: " + ", ".join(
+    print("  share of the batched time (1 thread): " + ", ".join(
         f"{k} {100 * v / total:.0f}%" for k, v in shares.items()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch threads (default: every CPU)")
+                        help="torch threads of the second batched run (default: every CPU)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
-    measure("demo", demo_clips())
+    measure("demo", demo_clips(), args.threads)
     if any(REAL_CLIPS.glob("*.mp4")):
-        measure("real", real_clips())
+        measure("real", real_clips(), args.threads)
     else:
         print(f"\nreal: skipped, no clips at {REAL_CLIPS}")
 

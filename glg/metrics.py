@@ -125,6 +125,14 @@ class FaceReadings(Protocol):
     measured_aus: tuple[int, ...]
 
 
+def _check_rows(name: str, values: np.ndarray, n: int, width: int) -> np.ndarray:
+    """`values` as a float64 (n, width) array, or a one-line `GlgError` naming it."""
+    values = np.asarray(values, np.float64)
+    if values.shape != (n, width):
+        raise GlgError(f"{name}: expected shape ({n}, {width}), got {values.shape}")
+    return values
+
+
 def _mean(values: np.ndarray) -> float | None:
     """Mean over the finite values; None (JSON null) when there is none."""
     finite = values[np.isfinite(values)]
@@ -217,6 +225,7 @@ class Csim(NamedTuple):
     backend: str  # the face-recognition embedder
 
     def summary(self) -> dict:
+        """Mean over the scored pairs (JSON null without any), beside the unscored counts."""
         return {"csim": _mean(self.per_pair), "scored": int(np.isfinite(self.per_pair).sum()),
                 "no_face_output": self.no_face_output, "no_face_source": self.no_face_source,
                 "backend": self.backend}
@@ -227,8 +236,9 @@ def csim(source: FaceReadings, output: FaceReadings) -> Csim:
     if source.embedder is None or source.embedder != output.embedder:
         raise GlgError(f"CSIM needs one embedder for sources and outputs, got "
                        f"{source.embedder!r} and {output.embedder!r}")
-    cosine = np.einsum("nd,nd->n", source.embedding.astype(np.float64),
-                       output.embedding.astype(np.float64))  # unit rows; NaN rows stay NaN
+    n, dim = output.embedding.shape
+    cosine = np.einsum("nd,nd->n", _check_rows("source embeddings", source.embedding, n, dim),
+                       output.embedding.astype(np.float64))  # unit rows
     cosine[~(source.found & output.found)] = np.nan
     return Csim(cosine, int((~output.found).sum()), int((~source.found).sum()), output.embedder)
 
@@ -254,7 +264,7 @@ class PoseError(NamedTuple):
 
 def prmse(output: FaceReadings, driving_pose: np.ndarray) -> PoseError:
     """Per-pair pose error of outputs against the driving frames' stored pose (N, 3) degrees."""
-    driving_pose = np.asarray(driving_pose, np.float64)
+    driving_pose = _check_rows("driving pose", driving_pose, len(output.found), 3)
     if not np.isfinite(driving_pose).all():
         raise GlgError("driving pose: NaN rows; driving frames must be successfully annotated ones")
     diff = np.abs((output.pose - driving_pose + 180.0) % 360.0 - 180.0)  # angles wrap at 360
@@ -271,6 +281,7 @@ class AuAgreement(NamedTuple):
     annotator: str
 
     def summary(self) -> dict:
+        """Mean over the scored pairs (JSON null without any), the AUs and the unscored count."""
         return {"aucon": _mean(self.per_pair), "scored": int(np.isfinite(self.per_pair).sum()),
                 "no_face": self.no_face, "aus": [f"AU{au:02d}" for au in self.aus],
                 "denominator": len(self.aus), "annotator": self.annotator}
@@ -282,7 +293,7 @@ def aucon(output: FaceReadings, driving_aus: np.ndarray) -> AuAgreement:
     agreeing (the thesis' denominator is 18 with OpenFace, which measures all 18)."""
     columns = [AU_IDS.index(au) for au in output.measured_aus]
     said = np.asarray(output.au_presence)[:, columns] == 1
-    true = np.asarray(driving_aus)[:, columns] == 1
+    true = _check_rows("driving AUs", driving_aus, len(output.found), len(AU_IDS))[:, columns] == 1
     agreement = (said == true).mean(1) if columns else np.full(len(said), np.nan)
     agreement[~output.found] = np.nan
     return AuAgreement(agreement, int((~output.found).sum()), tuple(output.measured_aus),

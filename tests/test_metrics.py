@@ -26,6 +26,7 @@ from glg.landmarks import AU_IDS
 from glg.metrics import aucon, csim, prmse, psnr, psnr_cap, ssim
 from glg.synthetic.faces import identity_image, make_identity
 from glg.synthetic.render import render_frame
+from glg.video import sample_frames
 
 SIZE = 224  # the evaluation's image side (prepare.size)
 CLIP = ("person", "clip")
@@ -127,11 +128,16 @@ def test_image_metrics_are_perfect_for_the_image_itself_and_worsen_with_blur_and
             assert (ssim_b < ssim_a).all() and (psnr_b < psnr_a).all(), degrade.__name__
 
 
-def test_image_metrics_refuse_other_images_in_one_line():
+def test_metrics_refuse_mismatched_inputs_in_one_line():
     images = faces()
-    for a, b in ((images.astype(np.float32), images), (images, images[:, :100])):
+    r = read_alone(images[:2])
+    for call in (lambda: ssim(images.astype(np.float32), images),
+                 lambda: psnr(images, images[:, :100]),
+                 lambda: prmse(r, r.pose[0]),  # one pose for two outputs
+                 lambda: aucon(r, r.au_presence[:1]),
+                 lambda: csim(read_alone(images[:3]), r)):
         with pytest.raises(GlgError) as err:
-            ssim(a, b)
+            call()
         assert "\n" not in str(err.value)
 
 
@@ -171,13 +177,9 @@ def test_face_metrics_worsen_with_blur_and_noise_on_rendered_faces():
 @functools.cache
 def real_faces(folder: Path) -> np.ndarray:
     """The first frame of three real clips (face-centred 512 px crops) at 224 px."""
-    images = []
-    for path in sorted(folder.glob("*.mp4"))[:3]:
-        ok, bgr = cv2.VideoCapture(str(path)).read()
-        assert ok, path
-        images.append(cv2.cvtColor(cv2.resize(bgr, (SIZE, SIZE), interpolation=cv2.INTER_AREA),
-                                   cv2.COLOR_BGR2RGB))
-    return np.stack(images)
+    first = [next(sample_frames(path, 25.0, 1)).bgr for path in sorted(folder.glob("*.mp4"))[:3]]
+    return np.stack([cv2.cvtColor(cv2.resize(bgr, (SIZE, SIZE), interpolation=cv2.INTER_AREA),
+                                  cv2.COLOR_BGR2RGB) for bgr in first])
 
 
 def test_face_metrics_worsen_with_blur_and_noise_on_real_faces(real_clips):
