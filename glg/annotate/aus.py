@@ -5,7 +5,9 @@ it does not depend on face size or head tilt. Every rule compares a frame with t
 baseline: the per-clip median of the measure over successful frames (a talking-head clip is
 mostly near-neutral), except for the inner-lip gap, whose neutral is the clip's 10th percentile
 (a speaker's lips are apart about half the time, but close now and then). Relative rules make
-a face whose rest pose shows teeth or a slight smile (a portrait's) read as neutral.
+a face whose rest pose shows teeth or a slight smile (a portrait's) read as neutral. `neutral`
+gives a clip's baseline on its own, so that images outside the clip (the evaluation's outputs)
+are read against the neutral of the clip whose person they show.
 
 An AU that 68 points cannot show (AU06 cheek raiser, AU09 nose wrinkler, AU14 dimpler, AU28 lip
 suck: skin, cheek and lip-surface changes with no distinct landmark motion) gets score NaN and
@@ -85,11 +87,26 @@ def geometry(landmarks: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def action_units(landmarks: np.ndarray, success: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _baseline(g: dict[str, np.ndarray]) -> dict[str, float]:
+    """The neutral of measures (N,) each: their median (the lip gap: its 10th percentile)."""
+    base = {k: float(np.median(v)) for k, v in g.items()}
+    base["lip_gap"] = float(np.percentile(g["lip_gap"], 10))
+    return base
+
+
+def neutral(landmarks: np.ndarray) -> dict[str, float]:
+    """A clip's neutral baseline from the (N, 68, 2) landmarks of its successful frames, N >= 1:
+    what `action_units` compares each frame with."""
+    return _baseline(geometry(np.asarray(landmarks, np.float64)))
+
+
+def action_units(landmarks: np.ndarray, success: np.ndarray,
+                 baseline: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Presence (N, 18) int8 and score (N, 18) float32 for one clip, in `AU_IDS` order.
 
     `landmarks` (N, 68, 2) in pixels; rows with `success` False get score NaN and presence 0.
-    Baselines: the clip's median over successful frames (the lip gap: its 10th percentile).
+    Baselines: `baseline` (from `neutral`) when given, else the clip's own: its median over
+    successful frames (the lip gap: its 10th percentile).
     """
     n = len(landmarks)
     score = np.full((n, len(AU_IDS)), np.nan, dtype=np.float32)
@@ -98,8 +115,7 @@ def action_units(landmarks: np.ndarray, success: np.ndarray) -> tuple[np.ndarray
     if not ok.any():
         return presence, score
     g = geometry(landmarks[ok])
-    base = {k: np.median(v) for k, v in g.items()}
-    base["lip_gap"] = np.percentile(g["lip_gap"], 10)
+    base = _baseline(g) if baseline is None else baseline
     d = {k: g[k] - base[k] for k in g}  # change from the clip's neutral, IOD units
     rel_aperture = g["aperture"] / max(base["aperture"], 1e-6) - 1.0  # relative eye opening
 

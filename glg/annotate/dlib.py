@@ -190,12 +190,17 @@ class DlibBackend:
 
     def embed(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """dlib's 128-d face descriptor of the face with these (68, 2) landmarks in an RGB image."""
-        x0, y0 = landmarks.min(0)
-        x1, y1 = landmarks.max(0)
-        rect = dlib.rectangle(int(x0), int(y0), int(x1), int(y1))
-        parts = [dlib.point(int(round(x)), int(round(y))) for x, y in landmarks]
-        shape = dlib.full_object_detection(rect, parts)
-        return np.array(self.embedder.compute_face_descriptor(np.ascontiguousarray(image), shape))
+        return np.array(self.embedder.compute_face_descriptor(np.ascontiguousarray(image),
+                                                              dlib_shape(landmarks)))
+
+
+def dlib_shape(landmarks: np.ndarray) -> dlib.full_object_detection:
+    """(68, 2) landmarks as dlib's shape (pixels rounded), which its face chips align to."""
+    x0, y0 = landmarks.min(0)
+    x1, y1 = landmarks.max(0)
+    rect = dlib.rectangle(int(x0), int(y0), int(x1), int(y1))
+    parts = [dlib.point(int(round(x)), int(round(y))) for x, y in landmarks]
+    return dlib.full_object_detection(rect, parts)
 
 
 # --- helpers -------------------------------------------------------------------------------
