@@ -62,7 +62,8 @@ class ExtractConfig:
     smoothing: float = 0.8  # per-frame decay of the centred exponential box smoothing, 0 = none
     detect_every: int = 10  # run the face detector on every n-th sampled frame, interpolate between
     detect_size: int = 256  # longer side the frame is shrunk to for the face detector, px
-    workers: int = 2  # processes decoding clips in parallel
+    workers: int = 2  # clips in parallel: local processes, or Ray actors of one CPU each
+    engine: Literal["local", "ray"] = "local"  # local process pool, or Ray (glg/engine.py)
     jpeg_quality: int = 95  # quality of the stored JPEG frames
     shard_mb: float = 256.0  # a frame shard is closed once it holds this much JPEG data, MiB
 
@@ -88,7 +89,8 @@ class ExtractConfig:
 class AnnotateConfig:
     backend: Literal["dlib", "pyfeat"] = "dlib"  # dlib works offline; pyfeat needs its weights
     redetect_every: int = 10  # frames between forced re-detections while tracking
-    workers: int = 2  # processes annotating clips in parallel
+    workers: int = 2  # clips in parallel: local processes, or Ray actors of one CPU each
+    engine: Literal["local", "ray"] = "local"  # local process pool, or Ray (glg/engine.py)
     shard_rows: int = 50000  # rows per output Parquet shard (about 60 MB in memory)
 
     def check(self) -> None:

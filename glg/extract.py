@@ -2,15 +2,16 @@
 
 Issue 2, part 5: each clip is decoded and sampled (glg/video.py), cropped to square face crops
 of `extract.size` px (glg/face_crop.py; 256, the size VoxCeleb1 and CelebV come in, paper
-Sec IV-A) and JPEG-encoded by a pool of worker processes, each into its own spool file; this
-process then moves the spool files in sorted path order into the frame store (format:
-glg/frames.py; its manifest's extract columns: `EXTRACT_COLUMNS`) and lists the skipped clips with
-their reasons in `skipped.csv`.
+Sec IV-A) and JPEG-encoded by worker processes (local or Ray actors: glg/engine.py), each into
+its own spool file; this process then moves the spool files in sorted path order into the frame
+store (format: glg/frames.py; its manifest's extract columns: `EXTRACT_COLUMNS`) and lists the
+skipped clips with their reasons in `skipped.csv`.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import multiprocessing
 import multiprocessing.pool
@@ -26,8 +27,9 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from glg.config import ExtractConfig
+from glg.engine import clip_results
 from glg.errors import GlgError
-from glg.face_crop import CropCounts, crop_clip
+from glg.face_crop import CropCounts, crop_clip, face_detector
 from glg.frames import FrameStoreWriter, clear_store, encode_bgr
 from glg.video import Clip, SkipClip, find_clips, sample_frames
 
@@ -95,19 +97,24 @@ def extract_clip(clip: Clip, config: ExtractConfig, spool: Path) -> ClipFrames:
     return result
 
 
-def _extract_in_worker(args: tuple[Clip, ExtractConfig, Path]) -> ClipFrames:
+def _setup_worker() -> None:
+    """What each worker process does once before its first clip."""
     cv2.setNumThreads(1)  # one process per core: no OpenCV thread oversubscription
-    return extract_clip(*args)
+    face_detector()
 
 
-def _worker_pool(workers: int) -> multiprocessing.pool.Pool:
+def _extract_in_worker(job: tuple[Clip, ExtractConfig, Path]) -> ClipFrames:
+    return extract_clip(*job)
+
+
+def _local_pool(workers: int) -> multiprocessing.pool.Pool:
     """Worker processes forked from a clean server that has imported this module and built the
     face detector once (glg/_extract_preload.py), so a worker starts in milliseconds instead of
     a second of imports. Not a plain fork of this process: that can inherit a lock held by an
     OpenCV, dlib or torch thread and hang."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["glg._extract_preload"])
-    return context.Pool(workers)
+    return context.Pool(workers, _setup_worker)
 
 
 # --- the whole dataset -----------------------------------------------------------------------
@@ -129,9 +136,10 @@ def extract(videos: Path, out: Path, config: ExtractConfig,
             progress: bool = True) -> ExtractSummary:
     """Extract every clip under `videos` into the frame store `out` (Sec IV-A's 256 px crops).
 
-    Clips run in parallel over `config.workers` processes and are written by this process in
-    sorted path order, so the bytes do not depend on scheduling. Bad clips are skipped and
-    listed in `out/skipped.csv`; a dataset with nothing usable raises `GlgError`.
+    Clips run in parallel on `config.workers` processes of this machine or Ray actors
+    (`config.engine`, glg/engine.py) and are written by this process in sorted path order, so
+    the bytes depend neither on the engine nor on scheduling. Bad clips are skipped and listed
+    in `out/skipped.csv`; a dataset with nothing usable raises `GlgError`.
     """
     started = time.perf_counter()
     clips = find_clips(Path(videos))
@@ -145,29 +153,26 @@ def extract(videos: Path, out: Path, config: ExtractConfig,
     writer = FrameStoreWriter(out, config.shard_mb, EXTRACT_COLUMNS)
     skipped: list[tuple[str, str]] = []
     decoded = 0
-    bar = tqdm(desc="extract", unit="frame", file=sys.stderr, disable=not progress,
-               dynamic_ncols=True)
-    jobs = [(clip, config, spools / f"{i:07d}.jpegs") for i, clip in enumerate(clips)]
-    workers = min(config.workers, len(clips))
-    pool = _worker_pool(workers) if workers > 1 else None
+    # absolute paths: a Ray worker runs in a folder of its own, maybe on another machine
+    jobs = [(dataclasses.replace(clip, path=clip.path.absolute()), config,
+             spools.absolute() / f"{i:07d}.jpegs") for i, clip in enumerate(clips)]
     try:
-        results = pool.imap(_extract_in_worker, jobs) if pool else map(_extract_in_worker, jobs)
-        for result in results:
-            source = result.clip.source
-            for note in result.notes:
-                tqdm.write(f"{source}: {note}", file=sys.stderr)
-            if result.skipped:
-                tqdm.write(f"skipped {source}: {result.skipped}", file=sys.stderr)
-                skipped.append((source, result.skipped))
-            else:
-                _store_clip(writer, result)
-            decoded += result.decoded
-            bar.update(result.decoded)
+        with clip_results(_extract_in_worker, jobs, config.engine, config.workers,
+                          _setup_worker, _local_pool, "extract") as results, tqdm(
+                desc="extract", unit="frame", file=sys.stderr, disable=not progress,
+                dynamic_ncols=True) as bar:
+            for result in results:
+                source = result.clip.source
+                for note in result.notes:
+                    tqdm.write(f"{source}: {note}", file=sys.stderr)
+                if result.skipped:
+                    tqdm.write(f"skipped {source}: {result.skipped}", file=sys.stderr)
+                    skipped.append((source, result.skipped))
+                else:
+                    _store_clip(writer, result)
+                decoded += result.decoded
+                bar.update(result.decoded)
     finally:
-        if pool:
-            pool.terminate()
-            pool.join()
-        bar.close()
         shutil.rmtree(spools, ignore_errors=True)
     writer.close()
     _write_skipped(out / SKIPPED, skipped)

@@ -2,15 +2,17 @@
 
 One backend per file behind `glg.annotations.Backend` (`dlib.py`: offline default; `pyfeat.py`:
 py-feat's detector), chosen by `annotate.backend`. `annotate` runs the backend over every clip
-of the frame store in parallel, streams rows into the annotation shards (format:
-`glg.annotations`) and scores them against the synthesizer's ground truth when there is one
-(`glg.metrics.annotation_accuracy`). The paper took pose and AUs from OpenFace (Sec IV-A); the
-backends are its stand-ins.
+of the frame store in parallel (local processes or Ray actors: glg/engine.py), streams rows into
+the annotation shards (format: `glg.annotations`) and scores them against the synthesizer's
+ground truth when there is one (`glg.metrics.annotation_accuracy`). The paper took pose and AUs
+from OpenFace (Sec IV-A); the backends are its stand-ins.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import multiprocessing.pool
 import time
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from glg.annotate.pyfeat import PyFeatBackend, check_weights
 from glg.annotations import (Backend, clear_annotations, failed_result, read_annotations,
                              to_table, write_identities, write_shard)
 from glg.config import AnnotateConfig
+from glg.engine import clip_results
 from glg.errors import GlgError
 from glg.frames import iter_clip, open_store, read_manifest
 from glg.metrics import annotation_accuracy, write_metrics
@@ -64,21 +67,17 @@ def _annotate_one(job: tuple[str, str, str, int]) -> tuple[str, str, pa.Table,
     return identity, video, to_table(identity, video, result), result.embedding, problem
 
 
-def _pool(config: AnnotateConfig, jobs: int):
-    """`config.workers` forked processes with the backend loaded; None for one worker.
+def _local_pool(config: AnnotateConfig, workers: int) -> multiprocessing.pool.Pool:
+    """`workers` forked processes with the backend loaded.
 
-    Made before any thread (tqdm's monitor) exists: forking a threaded process can deadlock.
     dlib's models are loaded once here and shared by the workers copy-on-write; py-feat's
     (torch) are loaded in each worker, as torch's thread pools do not survive a fork.
     """
-    if config.workers == 1 or jobs <= 1:
-        _init_worker(config)
-        return None
     context = multiprocessing.get_context("fork")
     if config.backend == "dlib":
         _init_worker(config)
-        return context.Pool(min(config.workers, jobs))
-    return context.Pool(min(config.workers, jobs), _init_worker, (config,))
+        return context.Pool(workers)
+    return context.Pool(workers, _init_worker, (config,))
 
 
 # --- the stage -------------------------------------------------------------------------------
@@ -88,12 +87,14 @@ def annotate_clips(frames_dir: str | Path, out_dir: str | Path, config: Annotate
                    progress: bool = True) -> dict:
     """Annotate every stored frame; returns the per-clip counts {"identity/video": {...}}.
 
-    Clips run in sorted order, in parallel; rows stream into shards of `config.shard_rows`
-    rows, so memory does not grow with the dataset. Failed frames stay, `success=False`.
+    Clips run in sorted order, in parallel on `config.workers` local processes or Ray actors
+    (`config.engine`, glg/engine.py); rows stream into shards of `config.shard_rows` rows, so
+    memory does not grow with the dataset. Failed frames stay, `success=False`.
     """
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
     stored = open_store(frames_dir).clips  # one row per clip
-    jobs = sorted((str(frames_dir), i, v, int(n)) for i, v, n in zip(
+    # absolute paths: a Ray worker runs in a folder of its own, maybe on another machine
+    jobs = sorted((str(frames_dir.absolute()), i, v, int(n)) for i, v, n in zip(
         stored["identity"], stored["video"], stored["frames"]))
     if config.backend == "pyfeat":
         check_weights()  # fail at once, before any worker starts
@@ -103,12 +104,13 @@ def annotate_clips(frames_dir: str | Path, out_dir: str | Path, config: Annotate
     identities: list[dict] = []
     pending: list[pa.Table] = []
     shard = 0
-    pool = _pool(config, len(jobs))
-    # Ordered results: the output does not depend on which worker finishes first.
-    results = pool.imap(_annotate_one, jobs) if pool else map(_annotate_one, jobs)
-    bar = tqdm(total=int(stored["frames"].sum()), unit="frame", disable=not progress,
-               desc="annotate", dynamic_ncols=True)
-    try:
+    # Ordered results: the output depends neither on the engine nor on which worker finishes
+    # first. The workers start before tqdm's monitor thread: forking a threaded process can hang.
+    with clip_results(_annotate_one, jobs, config.engine, config.workers,
+                      functools.partial(_init_worker, config),
+                      functools.partial(_local_pool, config), "annotate") as results, tqdm(
+            total=int(stored["frames"].sum()), unit="frame", disable=not progress,
+            desc="annotate", dynamic_ncols=True) as bar:
         for identity, video, table, embedding, problem in results:
             n = table.num_rows
             failed = n - int(pc.sum(table["success"]).as_py() or 0)
@@ -125,11 +127,6 @@ def annotate_clips(frames_dir: str | Path, out_dir: str | Path, config: Annotate
                 write_shard(out_dir, shard, pending)
                 shard, pending = shard + 1, []
             bar.update(n)
-    finally:
-        bar.close()
-        if pool:
-            pool.terminate()  # every result is in (or the run failed): stop the workers
-            pool.join()
     if pending or shard == 0:
         write_shard(out_dir, shard, pending)
     write_identities(out_dir, identities)

@@ -1,0 +1,125 @@
+"""Clip-parallel work for the extract and annotate stages: one function applied to every clip,
+on worker processes of this machine (`local`, the default) or on Ray actors across a cluster
+(`ray`), the results coming back in clip order either way, so a stage's bytes do not depend
+on the engine, the number of workers or which worker finishes first.
+
+Why Ray and not another engine: it is already a dependency (Flower's simulation runs on it);
+an actor is a long-lived worker process that keeps what its `setup` built, such as dlib's
+detector and predictor, loaded once per worker and not once per clip; and its object store
+hands back results of any size (annotation tables) without files. The cluster is Ray's own:
+`ray start` on each machine, and `RAY_ADDRESS` names it to the stage (README, "Past one
+machine"). Workers read their inputs and write their spool files by absolute path, so on a
+cluster the data folder must be on storage that every machine mounts at the same path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing.pool
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+from glg.errors import GlgError
+
+Engine = Literal["local", "ray"]
+RAY_ADDRESS = "RAY_ADDRESS"  # Ray's own variable naming the cluster to join
+AHEAD = 4  # jobs a Ray run schedules past the one it waits for, per actor: bounds held results
+
+
+@contextlib.contextmanager
+def clip_results(work: Callable[[Any], Any], jobs: Sequence, engine: Engine, workers: int,
+                 setup: Callable[[], None],
+                 local_pool: Callable[[int], multiprocessing.pool.Pool],
+                 name: str) -> Iterator[Iterator]:
+    """`work(job)` for every job, yielded in job order, on `workers` local processes
+    (`local_pool(n)` makes them), Ray actors (each runs `setup` once) or, for one worker, this
+    process (after `setup`). The workers start on entering, before the caller starts any
+    thread (forking a threaded process can hang), and stop on leaving; `name` is the params
+    section, for messages."""
+    workers = max(1, min(workers, len(jobs)))
+    if engine == "ray":
+        with _ray_session(workers, name) as ray:
+            actor = ray.remote(num_cpus=1)(_ClipWorker)
+            actors = [actor.remote(setup, work) for _ in range(workers)]
+            try:
+                yield _in_order(ray, actors, jobs)
+            finally:
+                for a in actors:
+                    ray.kill(a)
+    elif workers > 1:
+        pool = local_pool(workers)
+        try:
+            yield pool.imap(work, jobs)  # imap keeps the job order
+        finally:
+            pool.terminate()  # every result is in (or the run failed): stop the workers
+            pool.join()
+    else:
+        setup()
+        yield map(work, jobs)
+
+
+class _ClipWorker:
+    """One Ray actor (a worker process with one CPU): `setup` once, then `work` per job."""
+
+    def __init__(self, setup: Callable[[], None], work: Callable[[Any], Any]):
+        setup()
+        self.work = work
+
+    def run(self, job: Any) -> Any:
+        return self.work(job)
+
+
+def _in_order(ray, actors: list, jobs: Sequence) -> Iterator:
+    """Each job's result in job order; a free actor takes the next job, at most
+    `AHEAD` x actors jobs past the one awaited, so finished results wait in bounded number."""
+    idle, pending, finished = list(actors), {}, {}  # pending: ObjectRef -> (job, actor)
+    submitted = 0
+    for index in range(len(jobs)):
+        while index not in finished:
+            while idle and submitted < len(jobs) and submitted - index < AHEAD * len(actors):
+                actor = idle.pop()
+                pending[actor.run.remote(jobs[submitted])] = (submitted, actor)
+                submitted += 1
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            job, actor = pending.pop(ready)
+            finished[job] = ready
+            idle.append(actor)
+        yield ray.get(finished.pop(index))
+
+
+@contextlib.contextmanager
+def _ray_session(workers: int, name: str):
+    """Ray, joined to the cluster `RAY_ADDRESS` names or, without it, to a private Ray instance
+    started on this machine with `workers` CPUs (never a cluster found by guessing); a
+    session this process did not start is used as it is and left running."""
+    import ray  # here, not at the top: Ray's import costs ~0.5 s that a local run never needs
+
+    address = os.environ.get(RAY_ADDRESS)
+    started = not ray.is_initialized()
+    if started:
+        options = dict(address=address) if address else dict(
+            address="local", num_cpus=workers, include_dashboard=False,
+            object_store_memory=100 * 2**20)  # results are small: the spool files hold frames
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Tip: In future versions of Ray")  # GPU env vars
+            try:
+                ray.init(**options, logging_level=logging.WARNING)
+            except ConnectionError as err:
+                raise GlgError(f"{RAY_ADDRESS}={address}: no Ray cluster answers there "
+                               f"({err}); start one with `ray start --head`") from None
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        nodes = sum(node["Alive"] for node in ray.nodes())
+        where = f"Ray at {ray.get_runtime_context().gcs_address} ({nodes} nodes, {cpus} CPUs)"
+        if workers > cpus:
+            raise GlgError(f"{name}.workers: {workers} Ray actors of one CPU each, but {where} "
+                           f"has too few CPUs")
+        print(f"{name}: {workers} Ray actors on {where}", file=sys.stderr)
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()

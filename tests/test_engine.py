@@ -1,0 +1,96 @@
+"""extract and annotate on Ray: a cluster of two machines' worth of Ray (a head node and a
+worker node, one CPU each) started here, the stages run through their CLIs with `engine: ray`
+and `RAY_ADDRESS`, and every output byte compared with the local process pool's."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from _clips import panning_face, write_clip
+from stages.annotate import app as annotate_app
+from stages.extract import app as extract_app
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """The address of a Ray cluster of two nodes with one CPU each, stopped after the module
+    (its own processes only)."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
+                                                             "include_dashboard": False})
+    # The helper records its address as "the current cluster" for any plain ray.init() on
+    # this machine; forget it, so no other process joins this test's cluster by accident.
+    ray._common.utils.reset_ray_address()
+    cluster.add_node(num_cpus=1)
+    yield cluster.address
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    """Clips of unequal length (the first the longest, so workers finish out of order) and one
+    that is not a video."""
+    root = tmp_path_factory.mktemp("engine") / "videos"
+    frames, _ = panning_face(24)
+    for name, n in [("a/1.mp4", 24), ("a/2.mp4", 6), ("b/1.mp4", 8), ("c/1.mp4", 5)]:
+        write_clip(root / name, frames[:n])
+    (root / "c" / "bad.mp4").write_text("not a video")
+    return root
+
+
+def run_stages(videos: Path, work: Path, engine: str, workers: int = 2):
+    """extract then annotate through their CLIs, from `work` with relative paths; the results."""
+    params = work / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "extract": {"size": 192, "detect_every": 3, "workers": workers, "engine": engine},
+        "annotate": {"workers": workers, "engine": engine}}))
+    extracted = CliRunner().invoke(extract_app, [
+        "--videos", os.path.relpath(videos, work), "--out", "frames", "--params", "params.yaml", "--no-progress"])
+    if extracted.exit_code:
+        return extracted, None
+    return extracted, CliRunner().invoke(annotate_app, [
+        "--frames", "frames", "--out", "annotations", "--metrics", "annotate.json",
+        "--ground-truth", "none.parquet", "--params", "params.yaml", "--no-progress"])
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_ray_cluster_writes_the_local_runs_bytes(ray_cluster, videos, tmp_path, monkeypatch):
+    outputs = {}
+    for engine in ("local", "ray"):
+        work = tmp_path / engine
+        work.mkdir()
+        monkeypatch.chdir(work)  # relative paths: Ray's workers run in folders of their own
+        if engine == "ray":
+            monkeypatch.setenv("RAY_ADDRESS", ray_cluster)
+        extracted, annotated = run_stages(videos, work, engine)
+        assert extracted.exit_code == 0, extracted.output
+        assert annotated.exit_code == 0, annotated.output
+        outputs[engine] = (hashes(work / "frames"), hashes(work / "annotations"),
+                           json.loads((work / "annotate.json").read_text()))
+    assert "extract: 2 Ray actors on Ray at" in extracted.stderr  # the run did use the cluster
+    assert "(2 nodes, 2 CPUs)" in annotated.stderr
+    assert outputs["ray"] == outputs["local"]
+    frames, annotations, metrics = outputs["ray"]
+    assert "shard-00000.jpegs" in frames and "shard-00000.parquet" in annotations
+    assert metrics["clips"] == 4 and metrics["success_rate"] > 0.9  # faces were annotated
+
+
+def test_more_actors_than_the_cluster_has_cpus_is_an_error(ray_cluster, videos, tmp_path,
+                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster)
+    extracted, _ = run_stages(videos, tmp_path, "ray", workers=3)
+    assert extracted.exit_code == 1
+    assert "error: extract.workers: 3 Ray actors of one CPU each, but Ray at" in extracted.stderr
+    assert "(2 nodes, 2 CPUs) has too few CPUs" in extracted.stderr
