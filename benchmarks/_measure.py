@@ -1,28 +1,89 @@
-"""What the benchmarks share: the peak memory of a command run in a fresh process."""
+"""What the benchmarks share: the wall time, CPU time and peak memory of a process tree,
+sampled every 10 ms, for a command run in a fresh process or for a block of this process."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class Measured(NamedTuple):
+    peak_mib: float  # peak of the summed RSS of the process and its descendants
+    seconds: float  # wall
+    cpu_seconds: float  # user + system of every process of the tree, each as last sampled
+
+
+class TreeSampler:
+    """Samples a process and its descendants every 10 ms in a thread: peak summed RSS and each
+    process's CPU time (a process living less than 10 ms may be missed)."""
+
+    def __init__(self, pid: int):
+        self.root = psutil.Process(pid)
+        self.peak, self.cpu = 0, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self.started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.seconds = time.perf_counter() - self.started
+
+    def _run(self) -> None:
+        base = {}  # CPU the processes alive at the first sample had already spent
+        first = True
+        while True:
+            try:
+                tree = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                tree = []
+            rss = 0
+            for p in tree:
+                try:
+                    with p.oneshot():
+                        rss += p.memory_info().rss
+                        times = p.cpu_times()
+                    base.setdefault(p.pid, times.user + times.system if first else 0)
+                    self.cpu[p.pid] = times.user + times.system - base[p.pid]
+                except psutil.Error:
+                    pass
+            first = False
+            self.peak = max(self.peak, rss)
+            if self._stop.wait(0.01):
+                return
+
+    def result(self) -> Measured:
+        return Measured(self.peak / 2**20, self.seconds, sum(self.cpu.values()))
+
+
+def measure(command: list[str]) -> Measured:
+    """Run a command from the repository root, its output discarded, and measure it."""
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    with TreeSampler(process.pid) as sampler:
+        process.wait()
+    assert process.returncode == 0, command
+    return sampler.result()
+
+
 def peak_rss_mib(command: list[str]) -> tuple[float, float]:
     """Run a command from the repository root; its peak RSS (process tree, sampled every 10 ms)
     in MiB and its wall seconds."""
-    started = time.perf_counter()
-    process = psutil.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-    peak = 0
-    while process.poll() is None:
-        try:
-            tree = [process, *process.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree))
-        except psutil.Error:
-            pass
-        time.sleep(0.01)
-    assert process.returncode == 0, command
-    return peak / 2**20, time.perf_counter() - started
+    measured = measure(command)
+    return measured.peak_mib, measured.seconds
+
+
+def own_tree() -> TreeSampler:
+    """A sampler of this process (its CPU counted from now on) and its workers, for a block."""
+    return TreeSampler(os.getpid())

@@ -7,8 +7,9 @@ measures, in the same run:
   tracked   the backend, one process (tracking, re-detection every `redetect_every` frames)
   parallel  the whole `annotate` run with `annotate.workers` processes (what the stage does)
 and prints frames/s, the ratio to the naive loop, and the peak memory (PSS, so pages the workers
-share with the parent count once, of the process and its workers, sampled every 20 ms; "parallel" runs the stage as its own process, so its
-time includes start-up and model loading, and its memory excludes this script's).
+share with the parent count once, of the process and its workers, sampled every 20 ms;
+"parallel" runs the stage as its own process, so its time includes start-up and model loading,
+and its memory excludes this script's).
 frames/CPU-s (frames per CPU second, all processes) does not depend on what else the machine
 runs; on an idle machine frames/s approaches it times the number of workers.
 Target: parallel >= 100 frames/s on 2 cores.
@@ -91,6 +92,15 @@ def naive(frames_dir: Path, backend: DlibBackend) -> int:
                 backend.fit(gray, found[0])
             n += 1
     return n
+
+
+def naive_rate(frames_dir: Path) -> float:
+    """Frames per CPU second of the naive loop, in this process (bench_scale's reference)."""
+    cv2.setNumThreads(1)
+    backend = DlibBackend(load_params("annotate", ROOT / "params.yaml").redetect_every)
+    started = time.process_time()
+    frames = naive(frames_dir, backend)
+    return frames / (time.process_time() - started)
 
 
 def tracked(frames_dir: Path, backend: DlibBackend) -> int:

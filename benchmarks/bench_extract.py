@@ -1,11 +1,15 @@
-"""Extraction throughput against ffmpeg's decode-only rate, and peak memory short vs long clip.
+"""Extraction against ffmpeg's decode-only rate, where its time goes, and its memory on a short
+and a long clip.
 
 Run: `.venv/bin/python benchmarks/bench_extract.py` (needs ../shared/real-clips; installs the
 ffmpeg CLI with apt-get when it is missing). Prints figures and ratios measured in this run:
 
-- ffmpeg: `ffmpeg -i clip -f null -` over all clips, one after another (ffmpeg threads itself);
-- extract: the stage's function on the same clips with the committed params except
-  `max_frames` (raised so every source frame is used), with 2 workers and with 1;
+- ratio: `ffmpeg -i clip -f null -` over all clips, one after another (ffmpeg threads itself),
+  against the stage's function on the same clips with the committed params except
+  `max_frames` (raised so every source frame is used), with 2 workers and with 1; wall rates
+  (the goal: extract >= 0.7x ffmpeg's) and CPU per source frame (process trees, sampled);
+- profile: CPU ms per source frame of each piece of extract in one process (decode, detect,
+  crop and resize, JPEG encode, spool write, the rest), and the process start of a stage run;
 - memory: peak RSS (the stage process and its children, sampled) extracting one clip and the
   same clip looped to 4x its length (1 worker, `max_frames` unlimited).
 """
@@ -13,7 +17,6 @@ ffmpeg CLI with apt-get when it is missing). Prints figures and ratios measured 
 from __future__ import annotations
 
 import dataclasses
-import resource
 import shutil
 import subprocess
 import sys
@@ -28,12 +31,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from glg.config import load_params  # noqa: E402
-from glg.frames import read_manifest  # noqa: E402
-from glg.extract import extract  # noqa: E402
+from glg.config import ExtractConfig, load_params  # noqa: E402
+from glg.extract import extract, extract_clip  # noqa: E402
+from glg.face_crop import CropCounts, _largest_face, crop_frame  # noqa: E402
+from glg.frames import encode_bgr, read_manifest  # noqa: E402
+from glg.video import find_clips, sample_frames  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _measure import peak_rss_mib  # noqa: E402
+from _measure import measure, own_tree, peak_rss_mib  # noqa: E402
 
 REAL_CLIPS = ROOT.parent / "shared" / "real-clips"
 UNLIMITED = 1_000_000
@@ -56,58 +61,106 @@ def frame_count(path: Path) -> int:
     return n
 
 
-def cpu_seconds() -> float:
-    """CPU time (user + system) of this process and its reaped children so far."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
-        resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def ffmpeg_decode_seconds(ffmpeg: str, clips: list[Path]) -> tuple[float, float]:
-    """Wall and CPU seconds of decoding every clip with the ffmpeg CLI."""
-    started, cpu = time.perf_counter(), cpu_seconds()
-    for clip in clips:
-        subprocess.run([ffmpeg, "-v", "error", "-nostdin", "-i", str(clip), "-f", "null", "-"],
-                       check=True)
-    return time.perf_counter() - started, cpu_seconds() - cpu
-
-
-def main() -> None:
+def real_clips() -> list[Path]:
     clips = sorted(REAL_CLIPS.glob("*.mp4"))
     if not clips:
         sys.exit(f"no clips at {REAL_CLIPS}")
-    ffmpeg = ensure_ffmpeg()
+    return clips
+
+
+def full_config() -> ExtractConfig:
+    """The committed extract params, every source frame kept."""
+    return dataclasses.replace(load_params("extract", ROOT / "params.yaml"), max_frames=UNLIMITED)
+
+
+def decode_ratio() -> None:
+    """ffmpeg's decode-only rate and extract's (2 workers, 1 worker) on the real clips."""
+    clips, ffmpeg = real_clips(), ensure_ffmpeg()
     frames = sum(frame_count(c) for c in clips)
-    cores = psutil.cpu_count()
     load = ", ".join(f"{x:.1f}" for x in psutil.getloadavg())
-    print(f"{len(clips)} clips, {frames} source frames, {cores} cores, load average {load}")
-
-    ff_seconds, ff_cpu = ffmpeg_decode_seconds(ffmpeg, clips)
-    ff_rate = frames / ff_seconds
-    print(f"ffmpeg decode-only          : {ff_rate:7.0f} frames/s ({ff_seconds:.2f} s, "
-          f"{1000 * ff_cpu / frames:.2f} CPU-s per 1000 frames)")
-
-    config = dataclasses.replace(load_params("extract", ROOT / "params.yaml"),
-                                 max_frames=UNLIMITED)
+    print(f"{len(clips)} real clips (512 px), {frames} source frames, {psutil.cpu_count()} "
+          f"cores, load average {load}")
+    with own_tree() as sampler:
+        for clip in clips:
+            subprocess.run([ffmpeg, "-v", "error", "-nostdin", "-i", str(clip), "-f", "null",
+                            "-"], check=True)
+    ff = sampler.result()
+    ff_rate, ff_cpu = frames / ff.seconds, 1e3 * ff.cpu_seconds / frames
+    print(f"ffmpeg decode-only          : {ff_rate:7.0f} frames/s ({ff.seconds:.2f} s, "
+          f"{ff_cpu:.2f} CPU ms per frame)")
+    config = full_config()
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (2, 1):
-            out = Path(tmp) / f"frames{workers}"
-            cpu = cpu_seconds()
-            summary = extract(REAL_CLIPS, out, dataclasses.replace(config, workers=workers),
-                              progress=False)
-            cpu = cpu_seconds() - cpu
-            stored = len(read_manifest(out))
+            with own_tree() as sampler:
+                summary = extract(REAL_CLIPS, Path(tmp) / f"frames{workers}",
+                                  dataclasses.replace(config, workers=workers), progress=False)
             rate = summary.source_frames / summary.seconds
-            # the workers are the fork server's children, not ours: their CPU time is counted
-            # by getrusage only when they run in this process (1 worker)
-            cost = (f", {1000 * cpu / frames:.2f} CPU-s per 1000 frames, CPU cost "
-                    f"{cpu / ff_cpu:.1f}x ffmpeg's" if workers == 1 else "")
+            cpu = 1e3 * sampler.result().cpu_seconds / summary.source_frames
             print(f"extract, {workers} worker{'s' if workers > 1 else ' '}        : {rate:7.0f} "
-                  f"source frames/s, {stored / summary.seconds:5.0f} stored frames/s "
-                  f"({summary.seconds:.2f} s{cost}); ratio to ffmpeg {rate / ff_rate:.2f}x")
+                  f"source frames/s, {summary.stored_frames / summary.seconds:5.0f} stored "
+                  f"frames/s ({summary.seconds:.2f} s, {cpu:.2f} CPU ms per frame); ratio to "
+                  f"ffmpeg {rate / ff_rate:.2f}x, in CPU per frame {ff_cpu / cpu:.2f}x")
 
-        # memory: one clip, then the same clip looped to 4x its length
-        clip = max(clips, key=frame_count)
+
+def profile() -> None:
+    """CPU ms per source frame of each piece of extract on the real clips, in this process."""
+    config, clips = full_config(), find_clips(REAL_CLIPS)
+    cv2.setNumThreads(1)  # as a worker runs
+    pieces = dict.fromkeys(["decode", "detect", "crop + resize", "JPEG encode", "spool write"],
+                           0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        extract(REAL_CLIPS, Path(tmp) / "frames", dataclasses.replace(config, workers=1),
+                progress=False)
+        boxes = read_manifest(Path(tmp) / "frames")
+        started = time.process_time()
+        for i, clip in enumerate(clips):  # the whole of extract's work on a clip, for the rest
+            extract_clip(clip, config, Path(tmp) / f"{i}.jpegs")
+        whole = time.process_time() - started
+        source_frames = 0
+        with (Path(tmp) / "spool").open("wb") as spool:
+            for clip in clips:
+                rows = boxes[boxes.source == clip.source]
+                box = dict(zip(rows.source_frame, rows[["crop_x0", "crop_y0", "crop_size"]]
+                               .to_numpy().astype(int)))
+                frames = sample_frames(clip.path, config.fps, config.max_frames)
+                last = -1
+                while True:
+                    t0 = time.process_time()
+                    frame = next(frames, None)
+                    t1 = time.process_time()
+                    pieces["decode"] += t1 - t0
+                    if frame is None:
+                        break
+                    last = frame.source_frame
+                    if frame.index % config.detect_every == 0:
+                        _largest_face(frame.bgr, config, CropCounts())
+                    t2 = time.process_time()
+                    crop = crop_frame(frame.bgr, *map(int, box[frame.source_frame]), config.size)
+                    t3 = time.process_time()
+                    jpeg = encode_bgr(crop, config.jpeg_quality)
+                    t4 = time.process_time()
+                    spool.write(jpeg)
+                    t5 = time.process_time()
+                    for name, seconds in zip(pieces, (0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                        pieces[name] += seconds
+                source_frames += last + 1
+    pieces["the rest (crop boxes, loop)"] = whole - sum(pieces.values())
+    print(f"profile, one process, CPU ms per source frame ({source_frames} frames):")
+    for name, seconds in pieces.items():
+        print(f"  {name:<28}{1e3 * seconds / source_frames:6.2f}  "
+              f"{100 * seconds / whole:3.0f} %")
+    print(f"  {'all of extract_clip':<28}{1e3 * whole / source_frames:6.2f}")
+    imports = measure([sys.executable, "-c", "import stages.extract"])
+    pool = measure([sys.executable, "-c", "from glg.extract import _local_pool\n"
+                    "if __name__ == '__main__':\n    _local_pool(2).map(abs, [1, 2])"])
+    print(f"process start of a stage run (wall): interpreter and imports {imports.seconds:.2f} s;"
+          f" with the 2 workers' pool up (fork server, preload, detector) {pool.seconds:.2f} s")
+
+
+def memory() -> None:
+    """Peak RSS extracting one clip and the same clip looped to 4x its length."""
+    clip, ffmpeg = max(real_clips(), key=frame_count), ensure_ffmpeg()
+    with tempfile.TemporaryDirectory() as tmp:
         short, long = Path(tmp) / "short" / "a", Path(tmp) / "long" / "a"
         short.mkdir(parents=True)
         long.mkdir(parents=True)
@@ -129,4 +182,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    decode_ratio()
+    profile()
+    memory()
