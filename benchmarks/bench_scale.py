@@ -166,20 +166,21 @@ def projected_peak(results: dict[int, dict], stage: str, frames: float) -> float
 
 
 def per_frame_costs(results: dict[int, dict]) -> dict[str, tuple[float, float]]:
-    """Per stage, CPU seconds = fixed + per_frame x frames, least squares over the scales."""
+    """Per stage, CPU seconds = fixed + per_frame x frames, least squares over two or more
+    scales."""
     frames = np.array([r["frames"] for r in results.values()], float)
     costs = {}
     for stage in STAGES:
         cpu = np.array([r["stages"][stage][0].cpu_seconds for r in results.values()])
-        if len(frames) > 1:
-            per_frame, fixed = np.polyfit(frames, cpu, 1)
-        else:
-            per_frame, fixed = cpu[0] / frames[0], 0.0
+        per_frame, fixed = np.polyfit(frames, cpu, 1)
         costs[stage] = (max(fixed, 0.0), per_frame)
     return costs
 
 
 def print_projection(results: dict[int, dict]) -> None:
+    if len(results) < 2:
+        print("\nprojection: needs two scales or more (per-frame costs are fitted over them)")
+        return
     largest = results[max(results)]
     costs = per_frame_costs(results)
     print("\nprojection, assuming:")
