@@ -37,7 +37,7 @@ from glg.models import build_discriminator, build_model, parameter_counts  # noq
 from glg.variants import variant_config  # noqa: E402
 
 SIZE = 224  # Sec III-A
-IDENTITIES = 1251  # VoxCeleb1's identities (Sec IV-A), for the LGAN's identity table
+IDENTITIES = 1251  # identity indices of the random batches: VoxCeleb1's count (Sec IV-A)
 # Part crop sizes (h, w) at 224: the paper takes the dataset's mean part size (Sec III-B); these
 # are typical of aligned 224 crops, for timing only (the real ones come from parts.json).
 PART_SIZES = [(32, 48), (32, 48), (56, 48), (48, 80)]
@@ -99,7 +99,7 @@ def saved_activation_bytes(model: torch.nn.Module, batch: Pair, device: str) -> 
 def memory_child(variant: str, batch_size: int, device: str) -> dict:
     """In a fresh process: parameter bytes, saved activations, and one step's peak growth."""
     batch = random_batch(batch_size, device)
-    model = build_model(variant_config(variant), size=SIZE, identities=IDENTITIES).to(device)
+    model = build_model(variant_config(variant), size=SIZE).to(device)
     parameters = sum(p.numel() * p.element_size() for p in model.parameters())
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -134,7 +134,7 @@ def timings(args: argparse.Namespace) -> None:
     print("reference: torchvision ResNet-34 classifier, fwd+bwd, timed before and after each")
     print(f"\n{'variant':<16}{'ms/sample':>10}{'ref ms':>8}{'x ref':>7}   parameters (M)")
     for name in TIMED_VARIANTS:
-        model = build_model(variant_config(name), size=SIZE, identities=IDENTITIES).to(args.device)
+        model = build_model(variant_config(name), size=SIZE).to(args.device)
         before = ref()
         seconds = seconds_per_sample(step, model, batch, args.device, args.iterations)
         reference_seconds = (before + ref()) / 2
@@ -144,8 +144,8 @@ def timings(args: argparse.Namespace) -> None:
         del model
 
     config = ModelConfig()
-    vit = build_model(variant_config("ViT"), size=SIZE, identities=1).flow_estimator.features
-    resnet = build_model(variant_config("ResNet"), size=SIZE, identities=1).flow_estimator
+    vit = build_model(variant_config("ViT"), size=SIZE).flow_estimator.features
+    resnet = build_model(variant_config("ResNet"), size=SIZE).flow_estimator
     print(f"\nthree ViT layers {sum(p.numel() for p in vit.blocks.parameters()) / 1e6:.2f}M "
           f"(paper 19M); ResNet-34 trunk "
           f"{sum(p.numel() for p in resnet.features.trunk.parameters()) / 1e6:.2f}M (paper 21M)")

@@ -228,3 +228,25 @@ def _checked_shards(annotations_dir: str | Path, columns: Sequence[str] | None) 
         if missing:
             raise GlgError(f"{shard}: annotation column {missing[0]!r} missing")
     return shards
+
+
+def read_identity_embeddings(annotations_dir: str | Path, identities: Sequence[str]) -> np.ndarray:
+    """(I, D) float32: per identity, in the order given, the L2-normalised mean of its clips'
+    embeddings from `_identity.parquet` (a person's face embedding, e.g. the LGAN's ID_s)."""
+    path = Path(annotations_dir) / IDENTITY_FILE
+    if not path.is_file():
+        raise GlgError(f"{path}: identity embeddings not found (run annotate first)")
+    metadata = pq.read_schema(path).metadata or {}
+    version = metadata.get(b"glg.schema_version", b"").decode()
+    if version != SCHEMA_VERSION:
+        raise GlgError(f"{path}: identity schema version {version!r}, expected "
+                       f"{SCHEMA_VERSION!r}; re-run annotate")
+    table = pd.read_parquet(path, columns=["identity", "embedding"]).dropna(subset=["embedding"])
+    rows = []
+    for name in identities:
+        own = table.loc[table["identity"] == name, "embedding"]
+        if own.empty:
+            raise GlgError(f"{path}: no clip of identity {name!r} has an embedding")
+        mean = np.stack(own.to_list()).astype(np.float64).mean(0)
+        rows.append(mean / max(np.linalg.norm(mean), 1e-12))
+    return np.stack(rows).astype(np.float32)

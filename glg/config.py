@@ -137,9 +137,10 @@ class PrepareConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: Literal["vit", "resnet"] = "vit"  # flow estimator trunk (Sec III-A, Table I)
-    # guiding landmarks: the driving's, Eq. 3's transfer (Sec III-B-1) or the LGAN's (Sec III-B-2)
-    landmark_mode: Literal["driving", "lst", "lgan"] = "lst"
+    backbone: Literal["vit", "resnet"] = "resnet"  # flow estimator trunk (Sec III-A, Table I)
+    # guiding landmarks: the driving's, Eq. 3's transfer (Sec III-B-1) or the LGAN's (Sec III-B-2);
+    # resnet + lgan + style is the paper's full model, ResNet+LGAN+Style (Table III)
+    landmark_mode: Literal["driving", "lst", "lgan"] = "lgan"
     style: bool = True  # style transfer branch (Sec III-C-1)
     flow: bool = True  # optical-flow warping; false gives Table V's "Style" baseline
     resnet_weights: Literal["none", "imagenet"] = "none"  # ResNet-34 init; the paper is silent
@@ -159,12 +160,6 @@ class ModelConfig:
     style_dim: int = 512  # width of the style code w from the heatmap (StyleGAN2's 512)
     discriminator_channels: int = 64  # first layer width of the patch discriminator (pix2pix)
     discriminator_layers: int = 3  # stride-2 layers of the patch discriminator (70x70 PatchGAN)
-    # LGAN ID_s: a learned embedding per identity (Eq. 3.4) or a face-recognition one (thesis 5.2)
-    identity_input: Literal["embedding", "face_recognition"] = "embedding"
-    lgan_identity_dim: int = 64  # identity embedding width of the LGAN; figure lost, chosen
-    lgan_au_dim: int = 64  # AU embedding width, summed over present AUs (Eq. 3.4); chosen
-    lgan_noise_dim: int = 16  # noise input width of the LGAN generator; chosen
-    lgan_hidden: int = 256  # hidden width of the LGAN MLPs; figure lost, chosen
 
     def check(self) -> None:
         _require(self.flow or self.style, "model.style",
@@ -172,8 +167,7 @@ class ModelConfig:
         for key in ("vit_patch", "vit_layers", "vit_dim", "vit_heads", "vit_mlp", "flow_code",
                     "flow_hidden", "flow_channels", "part_channels", "part_levels",
                     "generator_channels", "generator_blocks", "style_dim",
-                    "discriminator_channels", "discriminator_layers", "lgan_identity_dim",
-                    "lgan_au_dim", "lgan_noise_dim", "lgan_hidden"):
+                    "discriminator_channels", "discriminator_layers"):
             _require(getattr(self, key) >= 1, f"model.{key}", "an integer >= 1",
                      getattr(self, key))
         _require(self.vit_dim % self.vit_heads == 0, "model.vit_heads",
@@ -197,6 +191,74 @@ class LossConfig:
                          getattr(self, f.name))
 
 
+Device = Literal["auto", "cpu", "cuda"]  # auto: CUDA when present, else CPU
+
+
+@dataclass(frozen=True)
+class LganConfig:
+    """The landmark conditional GAN (thesis 3.3.2, Eq. 3.4) and its training, which the thesis
+    does not give: pix2pix's objective and optimiser (Isola et al. 2017), on landmark sets."""
+
+    # ID_s: a learned embedding per known identity (Eq. 3.4), or the source's face-recognition
+    # embedding from annotate (data/annotations/_identity.parquet), which extends to identities
+    # never trained on (thesis 5.2's future work)
+    identity_input: Literal["embedding", "face_recognition"] = "embedding"
+    identity_dim: int = 64  # width of the identity code; Fig. 5 is lost, chosen
+    au_dim: int = 64  # width of each AU embedding AU_i, summed over present AUs (Eq. 3.4); chosen
+    noise_dim: int = 0  # noise input width; 0 is exactly Eq. 3.4, which has no noise
+    hidden: int = 256  # hidden width of the generator and discriminator MLPs; Fig. 5 is lost
+    steps: int = 20000  # optimiser steps; the thesis gives no schedule, our choice
+    batch: int = 64  # landmark sets per step; our choice
+    lr: float = 2e-4  # Adam learning rate of g and D (pix2pix)
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas (pix2pix)
+    adversarial: float = 1.0  # weight of the conditional GAN loss (pix2pix)
+    reconstruction: float = 100.0  # L1 to the frame's own landmarks (pix2pix's lambda = 100)
+    log_every: int = 100  # steps between logged training losses
+    checkpoint_every: int = 1000  # steps between checkpoints and validations
+    device: Device = "auto"
+
+    def check(self) -> None:
+        for key in ("identity_dim", "au_dim", "hidden", "steps", "batch", "log_every",
+                    "checkpoint_every"):
+            _require(getattr(self, key) >= 1, f"lgan.{key}", "an integer >= 1",
+                     getattr(self, key))
+        _require(self.noise_dim >= 0, "lgan.noise_dim", "an integer >= 0", self.noise_dim)
+        _check_adam("lgan", self.lr, self.betas)
+        for key in ("adversarial", "reconstruction"):
+            _require(getattr(self, key) >= 0, f"lgan.{key}", "a number >= 0", getattr(self, key))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training of the reenactment GAN (Sec III-D). The paper gives no optimiser or schedule:
+    Adam at 2e-4, betas (0.5, 0.999), for G and D, as first-order-model, TPSMM and DaGAN."""
+
+    steps: int = 100000  # optimiser steps of G and of D; the paper gives none, our choice
+    batch: int = 32  # pairs per step and process; the paper gives none, our choice
+    lr: float = 2e-4  # Adam learning rate of G and D (first-order-model, TPSMM, DaGAN)
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas (first-order-model, TPSMM, DaGAN)
+    workers: int = 4  # loader processes per training process; 0 loads in the training process
+    log_every: int = 50  # steps between logged losses, lr, samples/s
+    checkpoint_every: int = 1000  # steps between checkpoints
+    sample_every: int = 1000  # steps between sample grids and validations
+    val_pairs: int = 64  # the first `self` evaluation pairs scored by the validation L1
+    seed: int = 0  # initialisation, pair order and the random VGG19's weights
+    device: Device = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, else fp32
+    compile: bool = False  # torch.compile the networks (CUDA: faster after a minute of compiling)
+    keep_checkpoints: int = 2  # newest checkpoints kept; older ones are deleted
+
+    def check(self) -> None:
+        for key in ("steps", "batch", "log_every", "checkpoint_every", "sample_every",
+                    "keep_checkpoints"):
+            _require(getattr(self, key) >= 1, f"train.{key}", "an integer >= 1",
+                     getattr(self, key))
+        for key in ("workers", "val_pairs", "seed"):
+            _require(getattr(self, key) >= 0, f"train.{key}", "an integer >= 0",
+                     getattr(self, key))
+        _check_adam("train", self.lr, self.betas)
+
+
 @dataclass(frozen=True)
 class Params:
     """The whole params.yaml: top-level seed plus one config per section."""
@@ -209,6 +271,8 @@ class Params:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    lgan: LganConfig = field(default_factory=LganConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 SECTIONS: dict[str, type] = {
@@ -280,8 +344,20 @@ def _require(ok: bool, key: str, allowed: str, got: Any) -> None:
         raise ConfigError(f"{key} must be {allowed}, got {got!r}")
 
 
+def _check_adam(section: str, lr: float, betas: tuple[float, float]) -> None:
+    _require(lr > 0, f"{section}.lr", "a positive number", lr)
+    _require(all(0 <= b < 1 for b in betas), f"{section}.betas", "two numbers in [0, 1)",
+             list(betas))
+
+
 def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check one YAML value against its annotation; ints are accepted where floats are."""
+    """Check one YAML value against its annotation; ints are accepted where floats are, a list
+    of numbers where a tuple of floats is."""
+    if typing.get_origin(hint) is tuple:
+        n = len(typing.get_args(hint))
+        _require(isinstance(value, (list, tuple)) and len(value) == n, key,
+                 f"a list of {n} numbers", value)
+        return tuple(_coerce(key, v, float) for v in value)
     if typing.get_origin(hint) is Literal:
         choices = typing.get_args(hint)
         _require(value in choices, key, "one of " + ", ".join(map(str, choices)), value)

@@ -9,15 +9,15 @@ one prominent warning, and the choice recorded in `VggFeatures.weights_used` for
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
-
-from glg.config import LossConfig
 
 # VGG19's first 30 layers in the groups (1, 2), (3, 7), (8, 12), (13, 21), (22, 30), 1-based
 # and inclusive (thesis 3.5, Eq. 3.9): slices of torchvision's `vgg19().features`.
@@ -74,7 +74,7 @@ def feature_matching(fake_features: Sequence[torch.Tensor],
 class VggFeatures(nn.Module):
     """Image (B, 3, H, W) in [-1, 1] -> the 5 group outputs of VGG19's first 30 layers (Eq. 3.9).
 
-    Frozen; `weights_used` says which weights ran ("imagenet" or "random(seed=N)").
+    Frozen; `weights_used` says which weights ran ("imagenet" or "random").
     """
 
     def __init__(self, features: nn.Sequential, weights_used: str):
@@ -111,10 +111,10 @@ def build_vgg19(weights: str, seed: int) -> VggFeatures:
             warnings.warn(
                 f"\n{'!' * 78}\nVGG19 ImageNet weights unavailable ({type(err).__name__}: "
                 f"{str(err)[:120]}).\nThe perceptual loss (Sec III-D) uses FROZEN RANDOM VGG19 "
-                f"features (seed {seed}) instead;\nresults record vgg_weights_used="
-                f"random(seed={seed}). Put vgg19-dcbb9e9d.pth in {torch.hub.get_dir()}/checkpoints "
-                f"to use ImageNet.\n{'!' * 78}", RuntimeWarning, stacklevel=2)
-    return VggFeatures(random_vgg19_features(seed), f"random(seed={seed})")
+                f"features (seed {seed}) instead;\nresults record perceptual_weights: random. "
+                f"Put vgg19-dcbb9e9d.pth in {torch.hub.get_dir()}/checkpoints to use ImageNet."
+                f"\n{'!' * 78}", RuntimeWarning, stacklevel=2)
+    return VggFeatures(random_vgg19_features(seed), "random")
 
 
 def random_vgg19_features(seed: int) -> nn.Sequential:
@@ -139,13 +139,21 @@ def perceptual(vgg: VggFeatures, fake: torch.Tensor, real: torch.Tensor) -> torc
 
 # --- total (Eq. 3.5) -----------------------------------------------------------------------
 
-# Each term's weight is the LossConfig field of the same name.
+# The reenactor's terms, each weighted by the LossConfig field of the same name.
 TERMS = ("l1", "parts", "adversarial", "feature_matching", "perceptual", "landmark_regression")
 
 
-def weighted_sum(terms: Mapping[str, torch.Tensor], config: LossConfig) -> torch.Tensor:
-    """L = sum of lambda * term (Eq. 3.5), each weight the LossConfig field of the term's name."""
-    unknown = sorted(set(terms) - set(TERMS))
+def weighted(terms: Mapping[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
+    """Each term times its lambda (Eq. 3.5): the field of the same name of a weights config
+    (`LossConfig` for the reenactor, `LganConfig`'s `adversarial` and `reconstruction`)."""
+    weights = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+               if isinstance(getattr(config, f.name), float)}
+    unknown = sorted(set(terms) - set(weights))
     if unknown:
-        raise KeyError(f"loss term {unknown[0]!r} has no weight; known: {', '.join(TERMS)}")
-    return sum(getattr(config, name) * value for name, value in terms.items())
+        raise KeyError(f"loss term {unknown[0]!r} has no weight; known: {', '.join(weights)}")
+    return {name: weights[name] * value for name, value in terms.items()}
+
+
+def weighted_sum(terms: Mapping[str, torch.Tensor], config: Any) -> torch.Tensor:
+    """L = sum of lambda * term (Eq. 3.5), each weight the config field of the term's name."""
+    return sum(weighted(terms, config).values())

@@ -66,6 +66,14 @@ def variant_config(name: str, base: ModelConfig | None = None) -> ModelConfig:
                                    **variant(name).model})
 
 
+def variant_name(config: ModelConfig) -> str | None:
+    """The paper's name of the variant `config` sets the switches of, or None for another one."""
+    for row in VARIANTS:
+        if all(getattr(config, key) == value for key, value in row.model.items()):
+            return row.name
+    return None
+
+
 def dvc_command(row: Variant) -> str:
     """The `dvc exp run` line that trains `row` with everything else from params.yaml."""
     return "dvc exp run " + " ".join(f"-S model.{key}={_yaml(value)}"

@@ -9,7 +9,7 @@ import typer
 
 from glg.annotate import annotate
 from glg.config import load_params
-from stages._cli import one_line_errors
+from stages._cli import Frames, Params, one_line_errors
 
 app = typer.Typer(add_completion=False)
 
@@ -17,8 +17,7 @@ app = typer.Typer(add_completion=False)
 @app.command()
 @one_line_errors
 def main(
-    frames: Annotated[Path, typer.Option(help="frame store written by extract")] = Path(
-        "data/frames"),
+    frames: Frames = Path("data/frames"),
     out: Annotated[Path, typer.Option(help="annotation dataset folder")] = Path(
         "data/annotations"),
     metrics: Annotated[Path, typer.Option(help="accuracy and counts, JSON")] = Path(
@@ -26,7 +25,7 @@ def main(
     ground_truth: Annotated[Path, typer.Option(
         help="synthesizer's ground truth; absent or unmatched: accuracy not measured")] = Path(
         "data/synthetic/ground_truth.parquet"),
-    params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
+    params: Params = Path("params.yaml"),
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Annotate every stored frame into data/annotations and score against ground truth."""

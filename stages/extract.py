@@ -9,7 +9,7 @@ import typer
 
 from glg.config import load_params
 from glg.extract import extract
-from stages._cli import one_line_errors
+from stages._cli import Params, one_line_errors
 
 app = typer.Typer(add_completion=False)
 
@@ -19,7 +19,7 @@ app = typer.Typer(add_completion=False)
 def main(
     videos: Annotated[Path, typer.Option(help="folder of <identity>/[<yt_id>/]<clip>.mp4")],
     out: Annotated[Path, typer.Option(help="frame store to write (shards, manifest, skipped)")],
-    params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
+    params: Params = Path("params.yaml"),
     progress: Annotated[bool, typer.Option(help="progress bar on stderr")] = True,
 ) -> None:
     """Sample, detect, crop and store every clip's frames (issue 2, part 5)."""

@@ -10,7 +10,7 @@ import typer
 
 from glg.config import load_params
 from glg.prepare import prepare
-from stages._cli import one_line_errors
+from stages._cli import Annotations, Frames, Params, one_line_errors
 
 app = typer.Typer(add_completion=False)
 
@@ -18,12 +18,10 @@ app = typer.Typer(add_completion=False)
 @app.command()
 @one_line_errors
 def main(
-    frames: Annotated[Path, typer.Option(help="frame store written by extract")] = Path(
-        "data/frames"),
-    annotations: Annotated[Path, typer.Option(help="annotation dataset from annotate")] = Path(
-        "data/annotations"),
+    frames: Frames = Path("data/frames"),
+    annotations: Annotations = Path("data/annotations"),
     out: Annotated[Path, typer.Option(help="folder to write")] = Path("data/prepared"),
-    params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
+    params: Params = Path("params.yaml"),
 ) -> None:
     """Fix the splits, pairs, part sizes and statistics every experiment reads (Sec IV-A)."""
     config = load_params("prepare", params)

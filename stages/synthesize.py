@@ -10,7 +10,7 @@ import typer
 
 from glg.config import load_params
 from glg.synthetic import synthesize
-from stages._cli import one_line_errors
+from stages._cli import Params, one_line_errors
 
 app = typer.Typer(add_completion=False)
 
@@ -19,7 +19,7 @@ app = typer.Typer(add_completion=False)
 @one_line_errors
 def main(
     out: Annotated[Path, typer.Option(help="folder for <identity>/<clip>.mp4 + ground truth")],
-    params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
+    params: Params = Path("params.yaml"),
 ) -> None:
     """Render demo talking-head clips from two public-domain portraits (issue 2, part 4)."""
     config = load_params("synthesize", params)

@@ -31,6 +31,7 @@ def random_pairs(batch: int, size: int, part_sizes: Sequence[tuple[int, int]], *
             source=uniform(3, size, size, low=-1), driving=uniform(3, size, size, low=-1),
             source_landmarks=uniform(N_LANDMARKS, 2, high=size - 1),
             driving_landmarks=uniform(N_LANDMARKS, 2, high=size - 1),
+            reenacted_landmarks=uniform(N_LANDMARKS, 2, high=size - 1),
             driving_heatmap=uniform(1, size, size),
             source_parts=tuple(uniform(3, h, w, low=-1) for h, w in part_sizes),
             driving_heatmap_parts=tuple(uniform(1, h, w) for h, w in part_sizes),

@@ -29,6 +29,12 @@ def test_committed_params_are_valid_and_complete():
         ({"extract": {"workers": 1.5}}, "extract.workers must be an integer, got 1.5"),
         ({"seed": -1}, "seed must be an integer >= 0, got -1"),
         ({"extract": [1, 2]}, "extract must be a mapping of keys, got list"),
+        ({"train": {"betas": 0.5}}, "train.betas must be a list of 2 numbers, got 0.5"),
+        ({"train": {"betas": [0.5, 1.0]}}, "train.betas must be two numbers in [0, 1), got [0.5, "),
+        ({"train": {"device": "tpu"}}, "train.device must be one of auto, cpu, cuda, got 'tpu'"),
+        ({"lgan": {"noise_dim": -1}}, "lgan.noise_dim must be an integer >= 0, got -1"),
+        ({"lgan": {"lr": 0}}, "lgan.lr must be a positive number, got 0.0"),
+        ({"model": {"lgan_hidden": 8}}, "unknown params key model.lgan_hidden; allowed: backbone,"),
     ],
 )
 def test_bad_values_name_the_key(raw, message):
@@ -40,6 +46,7 @@ def test_bad_values_name_the_key(raw, message):
 
 def test_ints_are_accepted_as_floats():
     assert parse_params({"extract": {"fps": 30}}).extract.fps == 30.0
+    assert parse_params({"train": {"betas": [0, 0.99]}}).train.betas == (0.0, 0.99)
 
 
 def test_load_one_section(tmp_path):

@@ -1,5 +1,6 @@
 """glg.data: pairs through `dataset[i]` and through the loader."""
 
+import itertools
 import json
 import pickle
 
@@ -10,10 +11,11 @@ import torch
 from _prepare_data import prepared_table, write_dataset
 from torch.utils.data import default_collate
 
-from glg.config import PrepareConfig
+from glg.config import LganConfig, PrepareConfig
 from glg.data import EvaluationPairs, Pair, PreparedFrames, TrainingPairs, iterate_pairs
 from glg.errors import GlgError
 from glg.frames import read_manifest
+from glg.models import build_landmark_gan
 from glg.models.parts import crop_parts
 from glg.parts import part_centres
 from glg.prepare import prepare
@@ -48,7 +50,7 @@ def test_a_pair_has_the_shapes_ranges_and_dtypes(prepared):
     assert all(p.dtype == torch.float32 and p.min() >= -1 and p.max() <= 1
                for p in pair.source_parts)
     assert pair.part_centres.shape == (4, 2) and pair.part_centres.dtype == torch.float32
-    np.testing.assert_allclose(pair.part_centres, part_centres(pair.driving_landmarks.numpy()),
+    np.testing.assert_allclose(pair.part_centres, part_centres(pair.reenacted_landmarks.numpy()),
                                rtol=1e-6)
     assert pair.driving_pose.shape == (3,) and pair.driving_aus.shape == (18,)
     assert set(pair.driving_aus.tolist()) <= {0.0, 1.0}
@@ -135,11 +137,12 @@ def test_landmark_style_transfer_moves_only_cross_identity_landmarks(prepared):
     plain = EvaluationPairs(prepared, "unseen")
     lst = EvaluationPairs(prepared, "unseen", landmark_mode="lst")
     a, b = plain[0], lst[0]
-    assert not torch.allclose(a.driving_landmarks, b.driving_landmarks)
-    torch.testing.assert_close(a.driving_landmarks.mean(0), b.driving_landmarks.mean(0))
+    assert not torch.allclose(a.reenacted_landmarks, b.reenacted_landmarks)
+    torch.testing.assert_close(a.reenacted_landmarks.mean(0), b.reenacted_landmarks.mean(0))
     assert not torch.equal(a.driving_heatmap, b.driving_heatmap)
+    torch.testing.assert_close(b.driving_landmarks, a.driving_landmarks)  # the frame's own
     same = TrainingPairs(prepared, 0, landmark_mode="lst")[1], TrainingPairs(prepared, 0)[1]
-    torch.testing.assert_close(same[0].driving_landmarks, same[1].driving_landmarks)
+    torch.testing.assert_close(same[0].reenacted_landmarks, same[1].reenacted_landmarks)
 
 
 def assert_same(one: Pair, two: Pair) -> None:
@@ -166,8 +169,11 @@ def test_the_loader_gives_the_datasets_pairs_for_any_number_of_workers(prepared)
 def test_bad_arguments_are_clear_errors(prepared, tmp_path):
     with pytest.raises(GlgError, match="scenario"):
         EvaluationPairs(prepared, "cross")
-    with pytest.raises(GlgError, match="landmark_mode"):
+    with pytest.raises(GlgError, match="landmark_mode=lgan: the trained landmark generator is "
+                                       "needed"):
         TrainingPairs(prepared, 0, landmark_mode="lgan")
+    with pytest.raises(GlgError, match="landmark_mode"):
+        TrainingPairs(prepared, 0, landmark_mode="eq3")
     with pytest.raises(GlgError, match="run prepare first"):
         TrainingPairs(tmp_path, 0)
 
@@ -212,3 +218,60 @@ def test_nvjpeg_on_the_gpu_gives_the_cpu_pairs(photos):
     gpu = next(iterate_pairs(dataset, 8, workers=0, seed=0, device="cuda"))  # decoded there
     assert gpu.source.is_cuda and gpu.source_parts[0].is_cuda
     assert_same_up_to_decoding(cpu, gpu, levels=8)
+
+
+@pytest.fixture(scope="module")
+def lgan():
+    """An (untrained) landmark generator at S: what it draws is all the loader needs."""
+    torch.manual_seed(0)
+    generator, _ = build_landmark_gan(LganConfig(identity_dim=4, au_dim=4, hidden=8), size=S,
+                                      identities=4)
+    return generator.eval()
+
+
+def reenactor_inputs(pair: Pair) -> list[torch.Tensor]:
+    """What the reenactor's networks read of a pair besides the two images (glg.models)."""
+    return [pair.driving_heatmap, pair.part_centres, *pair.driving_heatmap_parts]
+
+
+def test_the_three_landmark_modes_give_the_reenactor_different_inputs(prepared, lgan):
+    modes = {mode: EvaluationPairs(prepared, "known", mode, lgan if mode == "lgan" else None)
+             for mode in ("driving", "lst", "lgan")}
+    for i in (0, 3):
+        pairs = {mode: dataset[i] for mode, dataset in modes.items()}
+        for one, two in (("driving", "lst"), ("driving", "lgan"), ("lst", "lgan")):
+            for a, b in zip(reenactor_inputs(pairs[one]), reenactor_inputs(pairs[two])):
+                assert not torch.equal(a, b), (i, one, two)
+        # lgan: L_reen of the SOURCE identity under the DRIVING pose and AUs (Eq. 3.4)
+        p = pairs["lgan"]
+        with torch.no_grad():
+            want = lgan(p.source_identity[None], p.driving_pose[None], p.driving_aus[None])[0]
+        torch.testing.assert_close(p.reenacted_landmarks, want)
+        assert p.source_identity != p.driving_identity
+
+
+def test_training_pairs_see_the_lgan_landmarks_of_the_driving_frame(prepared, lgan):
+    plain, lst = TrainingPairs(prepared, 0), TrainingPairs(prepared, 0, "lst")
+    generated = TrainingPairs(prepared, 0, "lgan", lgan)
+    for i in (0, 5):
+        a, b, c = plain[i], lst[i], generated[i]
+        torch.testing.assert_close(a.reenacted_landmarks, b.reenacted_landmarks)  # one person
+        assert not torch.equal(a.driving_heatmap, c.driving_heatmap)
+        with torch.no_grad():  # one person: the driving's identity is the source's
+            want = lgan(c.driving_identity[None], c.driving_pose[None], c.driving_aus[None])[0]
+        torch.testing.assert_close(c.reenacted_landmarks, want)
+        torch.testing.assert_close(c.driving_landmarks, a.driving_landmarks)
+
+
+def test_the_loader_resumes_mid_run_and_shards_steps_over_processes(prepared):
+    dataset = TrainingPairs(prepared, seed=0)
+    whole = list(itertools.islice(iterate_pairs(dataset, 2, 0, seed=5), 9))  # crosses epochs
+    resumed = list(itertools.islice(iterate_pairs(dataset, 2, 0, seed=5, start=4), 5))
+    for a, b in zip(whole[4:], resumed, strict=True):
+        assert_same(a, b)
+    ranks = [list(itertools.islice(iterate_pairs(dataset, 1, 0, seed=5, rank=r, world=2), 9))
+             for r in (0, 1)]
+    for step in range(9):  # two processes at batch 1 see one process's batch of 2
+        assert_same(Pair(*(torch.cat([x, y]) if isinstance(x, torch.Tensor)
+                           else [torch.cat([u, v]) for u, v in zip(x, y)]
+                           for x, y in zip(ranks[0][step], ranks[1][step]))), whole[step])

@@ -61,7 +61,7 @@ def test_offline_imagenet_vgg_warns_once_and_records_random(monkeypatch):
     monkeypatch.setattr(torchvision.models, "vgg19", offline)  # never touches the network
     with pytest.warns(RuntimeWarning, match="FROZEN RANDOM VGG19") as record:
         vgg = losses.build_vgg19("imagenet", seed=3)
-    assert len(record) == 1 and vgg.weights_used == "random(seed=3)"
+    assert len(record) == 1 and vgg.weights_used == "random"
 
 
 def test_dcgan_losses():

@@ -8,18 +8,17 @@ import torch.nn.functional as F
 from _prepare_data import write_dataset
 
 from glg import losses
-from glg.config import ConfigError, LossConfig, ModelConfig, PrepareConfig, parse_section
+from glg.config import (ConfigError, LganConfig, LossConfig, ModelConfig, PrepareConfig,
+                        parse_section)
 from glg.data import TrainingPairs, iterate_pairs
 from glg.errors import GlgError
-from glg.models import (build_discriminator, build_landmark_discriminator, build_model, crop_parts,
+from glg.models import (build_discriminator, build_landmark_gan, build_model, crop_parts,
                         parameter_counts, paste_parts)
 from glg.models.flow import FlowEstimator, ResNetFeatures, ViTFeatures
 from glg.models.generator import ImageGenerator
-from glg.models.lgan import LandmarkGenerator
 from glg.models.parts import PartReenactor
 from glg.models.style import ModulatedConv2d
 from glg.prepare import prepare
-from glg.prepared import read_identities
 from glg.variants import VARIANTS, variant_config
 
 S = 56  # 7 * 2^3: the smallest crop the flow head and 14-px patches both allow
@@ -31,9 +30,13 @@ def tiny(**changes) -> ModelConfig:
     config = ModelConfig(vit_dim=32, vit_heads=2, vit_mlp=64, vit_layers=1, flow_code=8,
                          flow_hidden=16, flow_channels=8, part_channels=4, part_levels=2,
                          generator_channels=4, generator_blocks=1, style_dim=16,
-                         discriminator_channels=4, lgan_identity_dim=4, lgan_au_dim=4,
-                         lgan_noise_dim=2, lgan_hidden=8)
+                         discriminator_channels=4)
     return dataclasses.replace(config, **changes)
+
+
+def tiny_lgan(**changes) -> LganConfig:
+    """An LGAN config with tiny widths."""
+    return LganConfig(identity_dim=4, au_dim=4, hidden=8, **changes)
 
 
 @pytest.fixture
@@ -163,26 +166,35 @@ def test_patch_discriminator_returns_logits_and_features():
 
 def test_landmark_gan_shapes_and_conditioning(batch):
     torch.manual_seed(0)
-    config = tiny()
-    g = LandmarkGenerator(config, 3, S)
-    noise = torch.zeros(2, config.lgan_noise_dim)
-    landmarks = g(batch.source_identity, batch.driving_pose, batch.driving_aus, noise)
+    g, d = build_landmark_gan(tiny_lgan(noise_dim=2), size=S, identities=3)
+    landmarks = g(batch.source_identity, batch.driving_pose, batch.driving_aus)
     assert landmarks.shape == (2, 68, 2)
     other_aus = 1 - batch.driving_aus
-    assert not torch.allclose(landmarks, g(batch.source_identity, batch.driving_pose, other_aus,
-                                           noise))
-    d = build_landmark_discriminator(config, size=S, identities=3)
+    assert not torch.allclose(landmarks, g(batch.source_identity, batch.driving_pose, other_aus))
+    noise = torch.ones(2, 2)  # without noise the input is zero: one landmark set per condition
+    assert not torch.allclose(landmarks, g(batch.source_identity, batch.driving_pose,
+                                           batch.driving_aus, noise))
     logits = d(landmarks, batch.source_identity, batch.driving_pose, batch.driving_aus)
     assert logits.shape == (2, 1)
 
 
-def test_lgan_with_face_recognition_embeddings(batch):
-    model = build_model(tiny(landmark_mode="lgan", identity_input="face_recognition"), size=S,
-                        identities=3)
-    with pytest.raises(GlgError, match="never set"):
-        model(batch)
-    model.set_identity_embeddings(torch.randn(3, 128))
-    assert model(batch).generated_landmarks.shape == (2, 68, 2)
+def test_eq_3_4_has_no_noise_input_by_default():
+    g, _ = build_landmark_gan(LganConfig(), size=S, identities=3)
+    assert g.to_landmarks[0].in_features == 64 + 3 + 64  # ID_s, (alpha, beta, gamma), sum AU_i
+
+
+def test_lgan_reads_face_embeddings_by_identity(batch):
+    torch.manual_seed(0)
+    embeddings = torch.randn(3, 128)
+    g, d = build_landmark_gan(tiny_lgan(identity_input="face_recognition"), size=S,
+                              identities=3, face_embeddings=embeddings)
+    out = g(batch.source_identity, batch.driving_pose, batch.driving_aus)
+    assert out.shape == (2, 68, 2)
+    g.condition.identity.face_embeddings[batch.source_identity[0]] += 1.0  # another face
+    assert not torch.allclose(out[0], g(batch.source_identity, batch.driving_pose,
+                                        batch.driving_aus)[0])
+    with pytest.raises(GlgError, match="face embeddings are needed"):
+        build_landmark_gan(tiny_lgan(identity_input="face_recognition"), size=S, identities=3)
 
 
 # --- facade --------------------------------------------------------------------------------
@@ -191,16 +203,15 @@ def test_lgan_with_face_recognition_embeddings(batch):
 @pytest.mark.parametrize("name", [v.name for v in VARIANTS])
 def test_facade_builds_and_runs_every_variant(name, batch):
     config = variant_config(name, tiny())
-    out = build_model(config, size=S, identities=3)(batch)
+    out = build_model(config, size=S)(batch)
     assert out.image.shape == (2, 3, S, S) and out.parts_image.shape == (2, 3, S, S)
     assert [p.shape[-2:] for p in out.parts] == PART_SIZES
     assert (out.flow is None) == (not config.flow)
-    assert (out.generated_landmarks is None) == (config.landmark_mode != "lgan")
     assert (out.driving_landmarks is None) == (not config.flow or config.backbone == "resnet")
 
 
 def test_bf16_autocast_forward_and_backward(batch):
-    model = build_model(variant_config("ViT+LGAN+Style", tiny()), size=S, identities=3)
+    model = build_model(variant_config("ViT+LGAN+Style", tiny()), size=S)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(batch)
     assert out.image.dtype == torch.bfloat16
@@ -209,10 +220,10 @@ def test_bf16_autocast_forward_and_backward(batch):
 
 
 def test_variants_differ_where_the_paper_says():
-    counts = {n: parameter_counts(build_model(variant_config(n, tiny()), size=S, identities=3))
+    counts = {n: parameter_counts(build_model(variant_config(n, tiny()), size=S))
               for n in ("ViT", "ViT+Style", "ViT+LGAN", "Style")}
     assert counts["ViT+Style"]["generator"] > counts["ViT"]["generator"]  # style branch
-    assert "lgan" in counts["ViT+LGAN"] and "lgan" not in counts["ViT"]
+    assert counts["ViT+LGAN"] == counts["ViT"]  # the LGAN's landmarks come with the batch
     assert "flow_estimator" not in counts["Style"]
 
 
@@ -226,7 +237,7 @@ def test_config_rejects_a_model_without_flow_and_style():
 def test_a_few_steps_on_two_samples_reduce_the_loss(batch):
     torch.manual_seed(0)
     config = variant_config("ViT+LGAN+Style", tiny())
-    model = build_model(config, size=S, identities=3)
+    model = build_model(config, size=S)
     discriminator = build_discriminator(config).requires_grad_(False)  # held fixed here
     batch = batch._replace(driving=F.interpolate(  # a smooth target a few steps can approach
         torch.rand(2, 3, 4, 4) * 2 - 1, size=(S, S), mode="bilinear", align_corners=False))
@@ -234,7 +245,7 @@ def test_a_few_steps_on_two_samples_reduce_the_loss(batch):
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 
     def loss() -> torch.Tensor:
-        out = model(batch, noise=torch.zeros(2, config.lgan_noise_dim))
+        out = model(batch)
         fake, real = discriminator(out.image), discriminator(batch.driving)
         return losses.weighted_sum({  # the perceptual term has its own tests (test_losses.py)
             "l1": losses.l1(out.image, batch.driving),
@@ -260,11 +271,10 @@ def test_the_facade_runs_on_a_batch_of_the_prepare_loader(tmp_path):
     prepare(frames, annotations, tmp_path / "prepared",
             PrepareConfig(size=S, unseen_identities=1, test_clips=1, known_identities=3,
                           self_pairs=4, unseen_pairs=0, known_pairs=4), seed=0)
-    identities = len(read_identities(tmp_path / "prepared")[0])
     pairs = TrainingPairs(tmp_path / "prepared", seed=0, landmark_mode="lst")
     batch = next(iterate_pairs(pairs, batch_size=2, workers=0, seed=0))
     for name in ("ViT+LGAN+Style", "Style"):
-        model = build_model(variant_config(name, tiny()), size=S, identities=identities)
+        model = build_model(variant_config(name, tiny()), size=S)
         out = model(batch)
         assert out.image.shape == (2, 3, S, S) and torch.isfinite(out.image).all(), name
         assert [p.shape[-2:] for p in out.parts] == [p.shape[-2:] for p in batch.source_parts]

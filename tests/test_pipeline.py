@@ -50,3 +50,15 @@ def test_stage_depends_on_its_file_and_every_glg_module_it_imports(name):
         expected |= glg_modules(ROOT / "glg" / "_extract_preload.py", set()) | {
             ROOT / "glg" / "_extract_preload.py"}
     assert code == expected
+
+
+@pytest.mark.parametrize("name", ["train_lgan", "train_reenact"])
+def test_dvclive_writes_where_dvc_yaml_declares_metrics_plots_and_checkpoints(name):
+    stage = STAGES[name]
+    folder = re.search(r"--metrics (\S+)", stage["cmd"]).group(1)
+    assert [next(iter(m)) for m in stage["metrics"]] == [f"{folder}/metrics.json"]
+    plots = {next(iter(p)): p[next(iter(p))] for p in stage["plots"]}
+    assert plots[f"{folder}/plots/metrics"]["x"] == "step"
+    checkpoints = re.search(r"--checkpoints (\S+)", stage["cmd"]).group(1)
+    outs = {next(iter(o)) if isinstance(o, dict) else o: o for o in stage["outs"]}
+    assert outs[checkpoints][checkpoints]["persist"] is True

@@ -2,12 +2,15 @@
 
 L_reen = g(ID_s, (alpha, beta, gamma), sum_i 1[AU_i] AU_i): the generator maps the source's
 identity, the driving's normalised head pose and the sum of the embeddings of the AUs present
-on the driving, plus noise, to 68 (x, y) landmarks; the discriminator judges a landmark set
-real or generated under the same condition. The MLP widths are Fig. 5's, lost, so chosen.
+on the driving (plus noise only when `lgan.noise_dim` > 0; Eq. 3.4 has none) to 68 (x, y)
+landmarks; the discriminator judges a landmark set real or generated under the same condition.
+The MLP widths are Fig. 5's, lost, so chosen (the `lgan` params).
 
-The identity is a learned embedding per known identity (the paper), or, with
-`model.identity_input=face_recognition`, a projection of the source's 128-d face-recognition
-embedding, which extends to identities never trained on (thesis 5.2's future work).
+ID_s is always a (B,) identity index, a row of the prepare stage's identity table. With
+`lgan.identity_input=embedding` it selects a learned embedding per known identity (the paper);
+with `face_recognition` it selects that person's face-recognition embedding (a frozen buffer,
+`glg.annotations.read_identity_embeddings`), projected by a learned layer, which extends to
+identities never trained on (thesis 5.2's future work).
 """
 
 from __future__ import annotations
@@ -15,12 +18,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from glg.config import ModelConfig
+from glg.config import LganConfig
 from glg.errors import GlgError
 from glg.landmarks import AU_IDS, N_LANDMARKS
 from glg.warp import pixels_from_unit, unit_from_pixels
 
-FACE_EMBEDDING_DIM = 128  # dlib / face_recognition's embedding (data/annotations/_identity.parquet)
 POSE_SCALE = 90.0  # degrees to "normalised angles" (Eq. 3.4): +-90 deg -> +-1; the scale is chosen
 
 
@@ -28,36 +30,37 @@ POSE_SCALE = 90.0  # degrees to "normalised angles" (Eq. 3.4): +-90 deg -> +-1; 
 
 
 class IdentityInput(nn.Module):
-    """ID_s -> (B, identity_dim): (B,) int64 indices via a learned table, or (B, 128) embeddings."""
+    """(B,) identity indices -> (B, identity_dim): a learned table, or projected face embeddings."""
 
-    def __init__(self, config: ModelConfig, identities: int):
+    def __init__(self, config: LganConfig, identities: int, face_embeddings: torch.Tensor | None):
         super().__init__()
-        self.mode = config.identity_input
-        if self.mode == "embedding":
-            self.embed = nn.Embedding(identities, config.lgan_identity_dim)
+        if (config.identity_input == "face_recognition") != (face_embeddings is not None):
+            raise GlgError(f"lgan.identity_input={config.identity_input}: face embeddings are "
+                           f"{'needed' if face_embeddings is None else 'not used'}")
+        if face_embeddings is None:
+            self.embed = nn.Embedding(identities, config.identity_dim)
+            self.register_buffer("face_embeddings", None)
         else:
-            self.embed = nn.Linear(FACE_EMBEDDING_DIM, config.lgan_identity_dim)
+            if face_embeddings.shape[0] != identities:
+                raise GlgError(f"face embeddings: expected one row per identity ({identities}), "
+                               f"got {face_embeddings.shape[0]}")
+            self.embed = nn.Linear(face_embeddings.shape[1], config.identity_dim)
+            self.register_buffer("face_embeddings", face_embeddings.float().clone())  # (I, D)
 
     def forward(self, identity: torch.Tensor) -> torch.Tensor:
-        if self.mode == "embedding":
-            if identity.dtype != torch.int64 or identity.dim() != 1:
-                raise GlgError(f"model.identity_input=embedding needs (B,) int64 identity indices, "
-                               f"got {tuple(identity.shape)} {identity.dtype}")
+        if self.face_embeddings is None:
             return self.embed(identity)
-        if identity.shape[-1:] != (FACE_EMBEDDING_DIM,):
-            raise GlgError(f"model.identity_input=face_recognition needs (B, "
-                           f"{FACE_EMBEDDING_DIM}) face embeddings, got {tuple(identity.shape)}")
-        return self.embed(identity.float())
+        return self.embed(self.face_embeddings[identity])
 
 
 class Condition(nn.Module):
-    """(ID_s, pose in degrees (B, 3), AUs present (B, 18)) -> condition vector (B, id + 3 + au)."""
+    """(ID_s (B,), pose in degrees (B, 3), AUs present (B, 18)) -> condition (B, id + 3 + au)."""
 
-    def __init__(self, config: ModelConfig, identities: int):
+    def __init__(self, config: LganConfig, identities: int, face_embeddings: torch.Tensor | None):
         super().__init__()
-        self.identity = IdentityInput(config, identities)
-        self.aus = nn.Parameter(torch.randn(len(AU_IDS), config.lgan_au_dim) * 0.1)  # AU_i
-        self.width = config.lgan_identity_dim + 3 + config.lgan_au_dim
+        self.identity = IdentityInput(config, identities, face_embeddings)
+        self.aus = nn.Parameter(torch.randn(len(AU_IDS), config.au_dim) * 0.1)  # AU_i
+        self.width = config.identity_dim + 3 + config.au_dim
 
     def forward(self, identity: torch.Tensor, pose: torch.Tensor,
                 aus: torch.Tensor) -> torch.Tensor:
@@ -75,19 +78,24 @@ def mlp(width_in: int, hidden: int, width_out: int) -> nn.Sequential:
 
 
 class LandmarkGenerator(nn.Module):
-    """g(ID_s, pose (B, 3) deg, AUs (B, 18), noise (B, Z)) -> landmarks (B, 68, 2) px (Eq. 3.4)."""
+    """g(ID_s (B,), pose (B, 3) deg, AUs (B, 18), noise (B, Z)) -> landmarks (B, 68, 2) px, Eq. 3.4.
 
-    def __init__(self, config: ModelConfig, identities: int, size: int):
+    Without `noise` (or with `lgan.noise_dim` 0) the noise input is zero, the prior's mean: the
+    loader's and the evaluation's landmarks are then one deterministic set per condition.
+    """
+
+    def __init__(self, config: LganConfig, identities: int, size: int,
+                 face_embeddings: torch.Tensor | None = None):
         super().__init__()
-        self.size, self.noise_dim = size, config.lgan_noise_dim
-        self.condition = Condition(config, identities)
-        self.to_landmarks = mlp(self.condition.width + self.noise_dim, config.lgan_hidden,
+        self.size, self.noise_dim = size, config.noise_dim
+        self.condition = Condition(config, identities, face_embeddings)
+        self.to_landmarks = mlp(self.condition.width + self.noise_dim, config.hidden,
                                 N_LANDMARKS * 2)
 
     def forward(self, identity: torch.Tensor, pose: torch.Tensor, aus: torch.Tensor,
                 noise: torch.Tensor | None = None) -> torch.Tensor:
         if noise is None:
-            noise = torch.randn(len(pose), self.noise_dim, device=pose.device, dtype=pose.dtype)
+            noise = pose.new_zeros(len(pose), self.noise_dim)
         x = torch.cat([self.condition(identity, pose, aus), noise], 1)
         return pixels_from_unit(self.to_landmarks(x).view(-1, N_LANDMARKS, 2), self.size)
 
@@ -95,11 +103,12 @@ class LandmarkGenerator(nn.Module):
 class LandmarkDiscriminator(nn.Module):
     """(landmarks (B, 68, 2) px, ID_s, pose, AUs) -> real/fake logit (B, 1), conditioned like g."""
 
-    def __init__(self, config: ModelConfig, identities: int, size: int):
+    def __init__(self, config: LganConfig, identities: int, size: int,
+                 face_embeddings: torch.Tensor | None = None):
         super().__init__()
         self.size = size
-        self.condition = Condition(config, identities)
-        self.to_logit = mlp(self.condition.width + N_LANDMARKS * 2, config.lgan_hidden, 1)
+        self.condition = Condition(config, identities, face_embeddings)
+        self.to_logit = mlp(self.condition.width + N_LANDMARKS * 2, config.hidden, 1)
 
     def forward(self, landmarks: torch.Tensor, identity: torch.Tensor, pose: torch.Tensor,
                 aus: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,69 @@
+"""glg.checkpoint: atomic writes, the newest kept, unreadable ones skipped, other params refused."""
+
+import random
+
+import numpy as np
+import torch
+
+from glg.checkpoint import (checkpoints, load_checkpoint, rng_state, save_checkpoint,
+                            set_rng_state)
+
+FINGERPRINT = {"model": {"backbone": "resnet", "sizes": (3, 4)}, "inputs": {"data": "a" * 64}}
+
+
+def state(step: int, fingerprint=FINGERPRINT) -> dict:
+    return {"step": step, "fingerprint": fingerprint, "models": {"w": torch.full((3,), step)},
+            "optimizers": {}, "rng": rng_state()}
+
+
+def test_the_newest_checkpoints_are_kept_and_a_cut_write_is_ignored(tmp_path):
+    for step in (10, 20, 30):
+        save_checkpoint(tmp_path, step, state(step), keep=2)
+    (tmp_path / ".step-000000040.pt.tmp").write_bytes(b"half a checkpoint")  # killed mid-write
+    assert [p.name for p in checkpoints(tmp_path)] == ["step-000000020.pt", "step-000000030.pt"]
+    said = []
+    loaded = load_checkpoint(tmp_path, FINGERPRINT, said.append)
+    assert loaded["step"] == 30 and torch.equal(loaded["models"]["w"], torch.full((3,), 30))
+    assert said == [] and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_unreadable_checkpoint_is_named_and_the_previous_one_used(tmp_path):
+    for step in (10, 20):
+        save_checkpoint(tmp_path, step, state(step), keep=2)
+    newest = checkpoints(tmp_path)[-1]
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated
+    said = []
+    assert load_checkpoint(tmp_path, FINGERPRINT, said.append)["step"] == 10
+    assert len(said) == 1 and str(newest) in said[0] and "unreadable" in said[0]
+
+
+def test_a_checkpoint_under_other_params_starts_fresh(tmp_path):
+    save_checkpoint(tmp_path, 10, state(10), keep=2)
+    other = {"model": {"backbone": "vit", "sizes": [3, 4]}, "inputs": {"data": "b" * 64}}
+    said = []
+    assert load_checkpoint(tmp_path, other, said.append) is None
+    assert said == [f"checkpoint {tmp_path / 'step-000000010.pt'} was written under other params "
+                    "(model.backbone: resnet -> vit); starting fresh"]
+    assert checkpoints(tmp_path) == []
+    save_checkpoint(tmp_path, 10, state(10), keep=2)
+    same = {"model": {"backbone": "resnet", "sizes": [3, 4]}, "inputs": {"data": "a" * 64}}
+    assert load_checkpoint(tmp_path, same, said.append)["step"] == 10  # lists read as tuples
+
+
+def test_every_rng_comes_back(tmp_path):
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    save_checkpoint(tmp_path, 1, state(1), keep=1)
+    draws = torch.rand(3), np.random.rand(3), random.random()
+    set_rng_state(load_checkpoint(tmp_path, FINGERPRINT, print)["rng"])
+    again = torch.rand(3), np.random.rand(3), random.random()
+    assert torch.equal(draws[0], again[0]) and np.array_equal(draws[1], again[1])
+    assert draws[2] == again[2]
+
+
+def test_a_checkpoint_past_the_steps_asked_is_passed_over(tmp_path):
+    for step in (10, 20):
+        save_checkpoint(tmp_path, step, state(step), keep=2)
+    said = []
+    assert load_checkpoint(tmp_path, FINGERPRINT, said.append, until=15)["step"] == 10
+    assert load_checkpoint(tmp_path, FINGERPRINT, said.append, until=5) is None
+    assert said == [] and len(checkpoints(tmp_path)) == 2
