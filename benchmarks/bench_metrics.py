@@ -50,7 +50,8 @@ from glg.config import SynthesizeConfig  # noqa: E402
 from glg.face_id import DlibEmbedder  # noqa: E402
 from glg.face_reading import FaceReader, clip_neutrals, measured_aus  # noqa: E402
 from glg.landmarks import AU_IDS  # noqa: E402
-from glg.metrics import aucon, csim, prmse, psnr, ssim  # noqa: E402
+from glg.metrics.faces import aucon, csim, prmse  # noqa: E402
+from glg.metrics.images import psnr, ssim  # noqa: E402
 from glg.synthetic.faces import identity_image  # noqa: E402
 from glg.synthetic.plans import plan_dataset  # noqa: E402
 from glg.synthetic.render import render_frame  # noqa: E402

@@ -29,6 +29,13 @@ Engine = Literal["local", "ray"]
 RAY_ADDRESS = "RAY_ADDRESS"  # Ray's own variable naming the cluster to join
 AHEAD = 4  # jobs a Ray run schedules past the one it waits for, per actor: bounds held results
 
+# Ray (>= 2.43) starts its workers through `uv run` in the driver's working folder when the
+# driver itself ran under `uv run` (as `make` runs everything); from a folder outside the
+# project that finds no project and a Python without Ray, and every actor dies at start (CI,
+# the engine test). Workers run the driver's own interpreter instead. Ray reads the switch
+# when it is imported: set here, before anything imports Ray.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
 
 @contextlib.contextmanager
 def clip_results(work: Callable[[Any], Any], jobs: Sequence, engine: Engine, workers: int,

@@ -9,6 +9,8 @@ import pytest
 import torch
 from _batches import random_pairs
 
+import glg.engine  # noqa: F401  (sets Ray's environment before any test imports Ray)
+
 # pytest -n: each worker takes its share of the cores; torch's default of all of them in every
 # worker made the overfit test 10x slower beside another worker (3.2 s against 0.3 s).
 if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 0)):

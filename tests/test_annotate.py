@@ -24,7 +24,7 @@ from glg.frames import OFFSET, FrameStore
 from glg.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS, rotation_matrix
 from glg.mean_face import MEAN_FACE_3D
 from glg.extract import extract
-from glg.metrics import annotation_accuracy
+from glg.metrics.accuracy import annotation_accuracy
 from glg.synthetic.faces import identity_image, make_identity
 from glg.synthetic.render import render_frame
 from stages.annotate import app

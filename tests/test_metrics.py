@@ -23,7 +23,8 @@ from glg.face_id import (ARCFACE_TEMPLATE, IRESNET_BLOCKS, ArcFaceEmbedder, IRes
                          make_embedder, similarity_transforms)
 from glg.face_reading import FaceReader, Readings, clip_neutrals
 from glg.landmarks import AU_IDS
-from glg.metrics import aucon, csim, prmse, psnr, psnr_cap, ssim
+from glg.metrics.faces import aucon, csim, prmse
+from glg.metrics.images import psnr, psnr_cap, ssim
 from glg.synthetic.faces import identity_image, make_identity
 from glg.synthetic.render import render_frame
 from glg.video import sample_frames

@@ -13,13 +13,16 @@ STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def glg_modules(path: Path, seen: set[Path]) -> set[Path]:
-    """The glg source files a module imports, transitively (config and errors excluded: every
-    stage shares them and their params are tracked as params)."""
+    """The glg source files a module imports, transitively, with the packages they sit in
+    (config and errors excluded: every stage shares them and their params are tracked as
+    params)."""
     for node in ast.walk(ast.parse(path.read_text())):
         names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
         names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
         if isinstance(node, ast.ImportFrom) and node.module == "glg":
             names += [f"glg.{a.name}" for a in node.names]
+        # importing glg.a.b runs glg/a/__init__.py first
+        names += [name.rsplit(".", k)[0] for name in names for k in range(1, name.count("."))]
         for name in names:
             if not name.startswith("glg") or name in ("glg.config", "glg.errors", "glg"):
                 continue

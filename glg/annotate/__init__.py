@@ -4,8 +4,8 @@ One backend per file behind `glg.annotations.Backend` (`dlib.py`: offline defaul
 py-feat's detector), chosen by `annotate.backend`. `annotate` runs the backend over every clip
 of the frame store in parallel (local processes or Ray actors: glg/engine.py), streams rows into
 the annotation shards (format: `glg.annotations`) and scores them against the synthesizer's
-ground truth when there is one (`glg.metrics.annotation_accuracy`). The paper took pose and AUs
-from OpenFace (Sec IV-A); the backends are its stand-ins.
+ground truth when there is one (`glg.metrics.accuracy`). The paper took pose and AUs from
+OpenFace (Sec IV-A); the backends are its stand-ins.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from glg.config import AnnotateConfig
 from glg.engine import clip_results
 from glg.errors import GlgError
 from glg.frames import iter_clip, open_store, read_manifest
-from glg.metrics import annotation_accuracy, write_metrics
+from glg.metrics import write_metrics
+from glg.metrics.accuracy import annotation_accuracy
 
 
 def make_backend(config: AnnotateConfig) -> Backend:

@@ -30,7 +30,7 @@ from glg.config import LganConfig, to_dict
 from glg.data import PreparedFrames
 from glg.errors import GlgError
 from glg.landmarks import AU_IDS, POSE_COLUMNS
-from glg.metrics import au_agreement, nme, pose_rmse
+from glg.metrics.accuracy import au_agreement, nme, pose_rmse
 from glg.models import build_landmark_gan
 from glg.prepared import read_identities
 from glg.train.runtime import (Trained, adam, check_finite, code_digest, open_live,
