@@ -267,7 +267,7 @@ def test_empty_or_missing_videos_folder_is_an_error(tmp_path):
     params = write_params(tmp_path)
     (tmp_path / "empty").mkdir()
     result = run_stage(tmp_path / "empty", tmp_path / "frames", params)
-    assert result.exit_code == 1 and "empty: no videos (.mp4, .avi, .mov, .mkv) found" in (
+    assert result.exit_code == 1 and "empty: no videos (.mp4, .avi, .mov, .mkv) or folders" in (
         result.stderr)
     result = run_stage(tmp_path / "nowhere", tmp_path / "frames", params)
     assert result.exit_code == 1 and "nowhere: data.videos folder not found" in result.stderr
