@@ -12,7 +12,7 @@ sync:
 
 demo: sync
 	$(RUN) dvc repro
-	$(RUN) dvc metrics show
+	$(RUN) glg report --summary
 
 test: sync
 	$(RUN) pytest -n 2 --dist loadfile

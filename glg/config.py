@@ -107,6 +107,11 @@ class PrepareConfig:
     test_clips: int = 100  # self-reenactment test clips, unseen identities' first (Sec IV-A: 100)
     known_identities: int = 5  # known people scored in the known-identity scenario (Sec IV-A: 5)
     known_holdout: float = 0.2  # fraction of each training clip held out at its end (our choice)
+    # the self-reenactment test clips as <identity>/<video> (a folder: all clips under it), in
+    # place of test_clips' random draw: VoxCeleb1's official test split (Sec IV-A); or a file
+    # listing them one a line (then add the file to prepare's deps in dvc.yaml)
+    test_videos: tuple[str, ...] = ()
+    test_videos_file: str = ""
     self_pairs: int = 2083  # self-reenactment pairs in all, two frames of one clip (Sec IV-A)
     unseen_pairs: int = 2000  # unseen-identity pairs per unseen person (Sec IV-A: 2,000 each)
     known_pairs: int = 2000  # known-identity pairs per known person (Sec IV-A: 2,000 each)
@@ -133,6 +138,9 @@ class PrepareConfig:
         _require(1 <= self.jpeg_quality <= 100, "prepare.jpeg_quality", "an integer in [1, 100]",
                  self.jpeg_quality)
         _require(self.shard_mb > 0, "prepare.shard_mb", "a positive number", self.shard_mb)
+        _require(not (self.test_videos and self.test_videos_file), "prepare.test_videos",
+                 "empty when prepare.test_videos_file is set (one list, not two)",
+                 list(self.test_videos))
 
 
 @dataclass(frozen=True)
@@ -353,6 +361,10 @@ def _check_adam(section: str, lr: float, betas: tuple[float, float]) -> None:
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Check one YAML value against its annotation; ints are accepted where floats are, a list
     of numbers where a tuple of floats is."""
+    if typing.get_origin(hint) is tuple and typing.get_args(hint)[-1] is Ellipsis:
+        kind = typing.get_args(hint)[0]
+        _require(isinstance(value, (list, tuple)), key, "a list", value)
+        return tuple(_coerce(key, v, kind) for v in value)
     if typing.get_origin(hint) is tuple:
         n = len(typing.get_args(hint))
         _require(isinstance(value, (list, tuple)) and len(value) == n, key,

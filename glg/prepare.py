@@ -29,7 +29,8 @@ from glg.landmarks import AU_PRESENCE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS, resca
 from glg.parts import PART_NAMES, PART_POINTS, part_boxes
 from glg.prepared import (ARRAYS, IDENTITIES, KEY, PAIRS, PARTS, SCENARIOS, SPLITS, STAT_COLUMNS,
                           SUMMARY, clear_prepared)
-from glg.splits import assign_splits, evaluation_pairs, note, split_counts
+from glg.splits import (assign_splits, evaluation_pairs, note, read_test_videos,
+                        split_counts)
 from glg.writers import ArrayWriter
 
 ANNOTATION_COLUMNS = (*KEY, "success", *X_COLUMNS, *Y_COLUMNS, *POSE_COLUMNS, *AU_PRESENCE)
@@ -38,8 +39,10 @@ _PART_POINTS = np.concatenate([list(PART_POINTS[p]) for p in PART_NAMES])
 
 
 def prepare(frames_dir: Path, annotations_dir: Path, out_dir: Path, config: PrepareConfig,
-            seed: int) -> dict:
-    """Run the whole stage; returns the summary also written to `summary.json`."""
+            seed: int, unseen_only: bool = False) -> dict:
+    """Run the whole stage; returns the summary also written to `summary.json`. `unseen_only`:
+    every person is unseen and only `unseen` pairs are written (a second dataset, Sec IV-A)."""
+    test_videos = read_test_videos(config)  # a bad list fails before any work
     frames_dir, annotations_dir, out_dir = Path(frames_dir), Path(annotations_dir), Path(out_dir)
     annotated = iter_annotation_clips(annotations_dir, ANNOTATION_COLUMNS)  # checked here
     source = FrameStore(frames_dir)
@@ -50,9 +53,9 @@ def prepare(frames_dir: Path, annotations_dir: Path, out_dir: Path, config: Prep
     notes: list[str] = []
     clips, tally = store_frames(source, annotated, out_dir, config)
     tally.check(frames_dir, annotations_dir, config, notes)
-    clips, identities = assign_splits(clips, config, seed, notes)
+    clips, identities = assign_splits(clips, config, seed, notes, test_videos, unseen_only)
     write_clip_arrays(out_dir, clips)
-    pairs = evaluation_pairs(clips, identities, config, seed, notes)
+    pairs = evaluation_pairs(clips, identities, config, seed, notes, unseen_only)
     frame = FrameStore(out_dir).locations[:, FRAME]
     for role in ("source", "driving"):
         at = pairs.pop(f"{role}_row").to_numpy()

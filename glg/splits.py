@@ -8,6 +8,7 @@ per-frame table. Decisions that the data are too small for are clamped and noted
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,8 +28,9 @@ Rows = tuple[np.ndarray, np.ndarray]
 # --- splits (Sec IV-A) ----------------------------------------------------------------------
 
 
-def assign_splits(clips: pd.DataFrame, config: PrepareConfig, seed: int,
-                  notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def assign_splits(clips: pd.DataFrame, config: PrepareConfig, seed: int, notes: list[str],
+                  test_videos: list[str] | None = None,
+                  unseen_only: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split the stored clips into train / test / unseen; returns (clips, identities).
 
     `clips` has one row per clip in stored order (`identity`, `video`, `start`, `frames`); the
@@ -38,19 +40,32 @@ def assign_splits(clips: pd.DataFrame, config: PrepareConfig, seed: int,
     unseen identities' clips are taken first, then known identities' clips, always leaving each
     known identity a training clip); the last `holdout` frames of every training clip (the
     fraction `known_holdout`) are held out for the known-identity scenario (the paper's CelebV).
+
+    `test_videos` (from `read_test_videos`) replaces the random draw of test clips: the listed
+    clips are the test, and their people are never trained on (VoxCeleb1's test split is by
+    identity), on top of `unseen_identities` drawn from the others. `unseen_only`: every person
+    is unseen, nothing is trained on or tested (a second dataset scored as `unseen`, Sec IV-A).
     """
     if clips.empty:
         raise GlgError(f"no clip has prepare.min_frames={config.min_frames} usable frames; "
                        "nothing to train or test on")
     clips = clips.reset_index(drop=True)
     names = sorted(clips["identity"].unique())
-    n_unseen = _clamp(config.unseen_identities, len(names) - 1, "unseen_identities",
-                      "identities (one must stay for training)", notes)
-    unseen = set(_rng(seed, _UNSEEN).choice(names, n_unseen, replace=False).tolist())
-    if 0 < n_unseen < 2:
+    keys = sorted(zip(clips["identity"], clips["video"]))
+    listed = _listed_clips(keys, test_videos, notes) if test_videos else set()
+    tested = {name for name, _ in listed}
+    drawable = [n for n in names if n not in tested]
+    n_unseen = len(names) if unseen_only else _clamp(
+        config.unseen_identities, len(drawable) - 1, "unseen_identities",
+        "identities (one must stay for training)", notes)
+    unseen = set(names) if unseen_only else tested | set(
+        _rng(seed, _UNSEEN).choice(drawable, n_unseen, replace=False).tolist())
+    if 0 < len(unseen) < 2:
         note(notes, "only 1 unseen identity: no unseen-identity pairs (they need 2 people)")
 
-    keys = sorted(zip(clips["identity"], clips["video"]))
+    if not unseen_only and unseen >= set(names):
+        raise GlgError(f"prepare.test_videos names clips of all {len(names)} identities: none "
+                       "is left to train on")
     rng = _rng(seed, _TEST_CLIPS)
     from_unseen = [k for k in keys if k[0] in unseen]
     from_known = []
@@ -59,8 +74,12 @@ def assign_splits(clips: pd.DataFrame, config: PrepareConfig, seed: int,
         from_known += [own[i] for i in rng.permutation(len(own))[1:]]  # keep one to train on
     candidates = ([from_unseen[i] for i in rng.permutation(len(from_unseen))]
                   + [from_known[i] for i in rng.permutation(len(from_known))])
-    n_test = _clamp(config.test_clips, len(candidates), "test_clips", "candidate clips", notes)
-    test = set(candidates[:n_test])
+    if unseen_only or listed:
+        test = listed
+    else:
+        n_test = _clamp(config.test_clips, len(candidates), "test_clips", "candidate clips",
+                        notes)
+        test = set(candidates[:n_test])
 
     index = {name: k for k, name in enumerate(names)}
     clips["identity_index"] = clips["identity"].map(index).astype(np.int64)
@@ -78,6 +97,48 @@ def assign_splits(clips: pd.DataFrame, config: PrepareConfig, seed: int,
     return clips, identities
 
 
+def read_test_videos(config: PrepareConfig) -> list[str]:
+    """The test clips `prepare.test_videos` lists, or the lines of `prepare.test_videos_file`
+    (`<identity>/<video>` each, blank lines and `#` comments skipped); [] when neither is set."""
+    if not config.test_videos_file:
+        return list(config.test_videos)
+    path = Path(config.test_videos_file)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise GlgError(f"prepare.test_videos_file: {path} is not readable ({err.strerror})"
+                       ) from err
+    entries = [line.split("#", 1)[0].strip() for line in lines]
+    entries = [e for e in entries if e]
+    if not entries:
+        raise GlgError(f"prepare.test_videos_file: {path} lists no <identity>/<video> lines")
+    return entries
+
+
+def _listed_clips(keys: list[tuple[str, str]], entries: list[str],
+                  notes: list[str]) -> set[tuple[str, str]]:
+    """The clips `entries` name: an entry `<identity>/<video>` names that clip and, as a folder,
+    every clip under it (`id10270/5r0dWxy17C8` is all of that YouTube video's clips)."""
+    bad = [e for e in entries if "/" not in e.strip("/")]
+    if bad:
+        raise GlgError(f"prepare.test_videos: {bad[0]!r} is not <identity>/<video>")
+    listed, unmatched = set(), []
+    for entry in entries:
+        entry = entry.strip("/")
+        found = {k for k in keys if f"{k[0]}/{k[1]}" == entry
+                 or f"{k[0]}/{k[1]}".startswith(entry + "/")}
+        listed |= found
+        unmatched += [] if found else [entry]
+    if not listed:
+        raise GlgError(f"prepare.test_videos: none of its {len(entries)} entries is a stored "
+                       f"clip (first: {entries[0]!r}; clips are <identity>/<video> as in "
+                       "data/frames)")
+    if unmatched:
+        note(notes, f"prepare.test_videos: {len(unmatched)} of {len(entries)} entries match no "
+                    f"stored clip (skipped by extract or annotate?), e.g. {unmatched[0]!r}")
+    return listed
+
+
 def split_counts(clips: pd.DataFrame) -> dict[str, int]:
     """Frames per split (glg.prepared.SPLITS order) of clips from `assign_splits`."""
     frames = clips["frames"] - clips["holdout"]
@@ -91,21 +152,22 @@ def split_counts(clips: pd.DataFrame) -> dict[str, int]:
 
 
 def evaluation_pairs(clips: pd.DataFrame, identities: pd.DataFrame, config: PrepareConfig,
-                     seed: int, notes: list[str]) -> pd.DataFrame:
+                     seed: int, notes: list[str], unseen_only: bool = False) -> pd.DataFrame:
     """The fixed, seeded pairs every experiment is scored on (Sec IV-A): `scenario`,
     `source_row`, `driving_row`, from the clips and identities of `assign_splits`.
 
     self: two different frames of one test clip; unseen: a source frame of each unseen person
     with a driving frame of another unseen person; known: held-out frames of `known_identities`
     trained people, each as source with another known person's held-out frame as driving.
+    `unseen_only`: the unseen pairs alone (a dataset nobody is trained on).
     """
     clips = clips.reset_index(drop=True)
     start, size = clips["start"].to_numpy(np.int64), clips["frames"].to_numpy(np.int64)
     test = np.flatnonzero(clips["split"] == "test")
     blocks_self = [(_rows(start[k:k + 1], size[k:k + 1]),) * 2 for k in test]
-    chosen = [_sample_pairs(_rng(seed, _SELF), blocks_self, config.self_pairs, True, "self_pairs",
-                            notes)]
-    scenario = ["self"] * len(chosen[0][0])
+    chosen = [] if unseen_only else [_sample_pairs(_rng(seed, _SELF), blocks_self,
+                                                   config.self_pairs, True, "self_pairs", notes)]
+    scenario = ["self"] * sum(len(s) for s, _ in chosen)
 
     person = clips["identity"].to_numpy()
     unseen = np.isin(person, identities.loc[identities["role"] == "unseen", "identity"])
@@ -123,7 +185,9 @@ def evaluation_pairs(clips: pd.DataFrame, identities: pd.DataFrame, config: Prep
     held_start = (start + size - clips["holdout"].to_numpy())[held]
     held_size, held_person = clips["holdout"].to_numpy()[held], clips["identity"].to_numpy()[held]
     people = sorted(set(held_person))
-    if len(people) >= 2:
+    if unseen_only:
+        pass
+    elif len(people) >= 2:
         n_known = _clamp(config.known_identities, len(people), "known_identities",
                          "known identities with held-out frames", notes)
         picked = np.sort(_rng(seed, _KNOWN_PEOPLE).choice(len(people), n_known, replace=False))
@@ -137,9 +201,12 @@ def evaluation_pairs(clips: pd.DataFrame, identities: pd.DataFrame, config: Prep
     elif config.known_pairs and config.known_identities:
         note(notes, "fewer than 2 known identities with held-out frames: no known-identity pairs")
 
+    empty = [np.empty(0, np.int64)]
     return pd.DataFrame({"scenario": scenario,
-                         "source_row": np.concatenate([s for s, _ in chosen]).astype(np.int64),
-                         "driving_row": np.concatenate([d for _, d in chosen]).astype(np.int64)})
+                         "source_row": np.concatenate([s for s, _ in chosen] + empty
+                                                      ).astype(np.int64),
+                         "driving_row": np.concatenate([d for _, d in chosen] + empty
+                                                       ).astype(np.int64)})
 
 
 def _sample_pairs(rng: np.random.Generator, blocks: list[tuple[Rows, Rows]], count: int,

@@ -1,5 +1,10 @@
 """Decoding: the clips under `data.videos`, opened and sampled in time, frame by frame.
 
+A clip is a video file or a folder of images (CelebV ships frames, paper Sec IV-A): a folder
+holding image files is one clip, its images in natural name order (`2.jpg` before `10.jpg`) its
+frames. A folder holds no frame rate, so its images are taken as consecutive frames at
+`extract.fps`: every image is kept, up to `extract.max_frames`.
+
 Colour convention, stated once for glg: images in numpy are RGB uint8 `(H, W, 3)`. OpenCV's BGR
 order exists only where frames come from or go to OpenCV's codecs (decoding, cropping before
 JPEG encoding, the JPEG helpers of glg/frames.py), and an array in BGR order is always named
@@ -13,19 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import re
+
 import cv2
 import numpy as np
 
 from glg.errors import GlgError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 # --- finding the clips -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Clip:
-    """One video file and its key: `identity` is the top folder, `video` the rest of the path."""
+    """One video file or folder of images and its key: `identity` is the top folder, `video`
+    the rest of the path."""
 
     path: Path
     source: str  # path relative to data.videos, '/' separators
@@ -38,26 +47,44 @@ def clip_key(source: str) -> tuple[str, str]:
 
     `<identity>/<clip>.mp4` -> (identity, clip); `<identity>/<yt_id>/<clip>.mp4` ->
     (identity, 'yt_id/clip'). A file right under data.videos is its own identity: (stem, stem).
+    A folder of images, written with a trailing '/', keys the same way with nothing to strip.
     """
-    *folders, name = source.split("/")
-    stem = name.rsplit(".", 1)[0]
+    *folders, name = source.rstrip("/").split("/")
+    stem = name if source.endswith("/") else name.rsplit(".", 1)[0]
     if not folders:
         return stem, stem
     return folders[0], "/".join(folders[1:] + [stem])
 
 
 def find_clips(videos: Path) -> list[Clip]:
-    """Every video under `videos` (recursively, `VIDEO_SUFFIXES`), sorted by relative path."""
+    """Every video (`VIDEO_SUFFIXES`) and every folder of images (`IMAGE_SUFFIXES`) under
+    `videos`, recursively, sorted by relative path (a folder's ends with '/')."""
     if not videos.is_dir():
         raise GlgError(f"{videos}: data.videos folder not found (expected a folder of "
-                       f"<identity>/<clip>.mp4)")
-    clips = []
+                       f"<identity>/<clip>.mp4 or <identity>/<clip>/<frame>.jpg)")
+    clips, folders = [], set()
     for path in videos.rglob("*"):
-        if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in VIDEO_SUFFIXES and path.is_file():
             source = path.relative_to(videos).as_posix()
             clips.append(Clip(path, source, *clip_key(source)))
+        elif suffix in IMAGE_SUFFIXES and path.is_file():
+            folders.add(path.parent)
+    if videos in folders:
+        raise GlgError(f"{videos}: images right under data.videos; put each clip's images in a "
+                       "folder of its own (<identity>/<clip>/<frame>.jpg)")
+    for folder in folders:
+        source = folder.relative_to(videos).as_posix() + "/"
+        clips.append(Clip(folder, source, *clip_key(source)))
     if not clips:
-        raise GlgError(f"{videos}: no videos ({', '.join(VIDEO_SUFFIXES)}) found")
+        raise GlgError(f"{videos}: no videos ({', '.join(VIDEO_SUFFIXES)}) or folders of images "
+                       f"({', '.join(IMAGE_SUFFIXES)}) found")
+    keys: dict[tuple[str, str], str] = {}
+    for clip in sorted(clips, key=lambda c: c.source):
+        other = keys.setdefault((clip.identity, clip.video), clip.source)
+        if other != clip.source:
+            raise GlgError(f"{videos}: {other} and {clip.source} are both clip "
+                           f"{clip.identity}/{clip.video}; rename one")
     return sorted(clips, key=lambda c: c.source)
 
 
@@ -100,6 +127,9 @@ def sample_frames(path: Path, fps: float, max_frames: int,
     `fps` keeps every frame. Only every `pixels_every`-th sampled frame is retrieved (the others
     come with `bgr` None: decoded, never converted); gray decoder output comes as BGR.
     """
+    if path.is_dir():
+        yield from _sample_images(path, fps, max_frames, pixels_every)
+        return
     capture, source_fps = _open(path)
     try:
         kept, last_slot, index = 0, -1, -1
@@ -121,3 +151,29 @@ def sample_frames(path: Path, fps: float, max_frames: int,
             kept += 1
     finally:
         capture.release()
+
+
+def _sample_images(folder: Path, fps: float, max_frames: int,
+                   pixels_every: int) -> Iterator[SampledFrame]:
+    """A folder's images as consecutive frames at `fps` (see the module docstring); an image
+    that does not decode, or whose size differs from the first's, skips the clip naming it."""
+    images = sorted((p for p in folder.iterdir()
+                     if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=_natural)
+    first_shape = None
+    for index, image in enumerate(images[:max_frames]):
+        bgr = None
+        if index % pixels_every == 0 or first_shape is None:
+            bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)  # gray files come as BGR too
+            if bgr is None:
+                raise SkipClip(f"{image.name}: not a readable image")
+            first_shape = first_shape or bgr.shape
+            if bgr.shape != first_shape:
+                raise SkipClip(f"{image.name} is {bgr.shape[1]}x{bgr.shape[0]} px, the folder's "
+                               f"first image {first_shape[1]}x{first_shape[0]}")
+            bgr = bgr if index % pixels_every == 0 else None
+        yield SampledFrame(index, index, index / fps, bgr)
+
+
+def _natural(path: Path) -> list:
+    """Sort key: digit runs compare as numbers, so frame 2 comes before frame 10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]

@@ -22,11 +22,14 @@ def main(
     annotations: Annotations = Path("data/annotations"),
     out: Annotated[Path, typer.Option(help="folder to write")] = Path("data/prepared"),
     params: Params = Path("params.yaml"),
+    unseen_only: Annotated[bool, typer.Option(
+        "--unseen-only", help="every person unseen: write only unseen pairs (a second dataset, "
+                              "scored as the paper scores CelebV)")] = False,
 ) -> None:
     """Fix the splits, pairs, part sizes and statistics every experiment reads (Sec IV-A)."""
     config = load_params("prepare", params)
     seed = load_params("seed", params)
-    summary = prepare(frames, annotations, out, config, seed)
+    summary = prepare(frames, annotations, out, config, seed, unseen_only)
     for note in summary["notes"]:
         typer.echo(f"prepare: note: {note}", err=True)
     frames_, pairs = summary["frames"], summary["pairs"]

@@ -267,7 +267,7 @@ def test_empty_or_missing_videos_folder_is_an_error(tmp_path):
     params = write_params(tmp_path)
     (tmp_path / "empty").mkdir()
     result = run_stage(tmp_path / "empty", tmp_path / "frames", params)
-    assert result.exit_code == 1 and "empty: no videos (.mp4, .avi, .mov, .mkv) found" in (
+    assert result.exit_code == 1 and "empty: no videos (.mp4, .avi, .mov, .mkv) or folders" in (
         result.stderr)
     result = run_stage(tmp_path / "nowhere", tmp_path / "frames", params)
     assert result.exit_code == 1 and "nowhere: data.videos folder not found" in result.stderr
@@ -333,3 +333,57 @@ def test_demo_clips_ground_truth_lands_on_the_stored_face(tmp_path):
             rgb = read_frame(tmp_path / "frames", row.identity, row.video, row.frame)
             (x0, y0, x1, y1), = detect_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 256)
             assert x0 < x[30] < x1 and y0 < y[30] < y1
+
+
+# --- clips stored as folders of images (CelebV, paper Sec IV-A) --------------------------------
+
+
+def write_image_folder(folder: Path, frames: list[np.ndarray], suffix: str = ".png") -> Path:
+    """RGB frames as `1.png`, `2.png`, ... (unpadded: the order must be numeric, not by name)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames, start=1):
+        cv2.imwrite(str(folder / f"{i}{suffix}"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def test_image_folders_are_clips_cropped_like_videos_and_bad_ones_skipped(tmp_path):
+    frames, offsets = panning_face(12, step=3)
+    videos = tmp_path / "videos"
+    write_image_folder(videos / "anna" / "Image", frames)
+    write_image_folder(videos / "ben" / "Image", frames[:6], suffix=".jpg")
+    (videos / "ben" / "Image" / "notes.txt").write_text("not a frame\n")  # ignored: no image
+    write_image_folder(videos / "corrupt" / "Image", frames[:4])
+    (videos / "corrupt" / "Image" / "3.png").write_bytes(b"\x89PNG broken")
+    write_image_folder(videos / "mixed" / "Image", frames[:4])
+    cv2.imwrite(str(videos / "mixed" / "Image" / "4.png"), np.zeros((100, 120, 3), np.uint8))
+    runs = [tmp_path / "frames1", tmp_path / "frames2"]
+    for out, workers in zip(runs, (1, 2)):
+        result = run_stage(videos, out, write_params(tmp_path, workers=workers))
+        assert result.exit_code == 0, result.output
+    assert _hashes(runs[0]) == _hashes(runs[1])  # deterministic whatever the workers
+    assert skipped_rows(runs[0]) == {"corrupt/Image/": "3.png: not a readable image",
+                                     "mixed/Image/": "4.png is 120x100 px, the folder's first "
+                                                     "image 320x320"}
+    manifest = read_manifest(runs[0])
+    anna = manifest[manifest.identity == "anna"]
+    assert (anna.video == "Image").all() and (anna.source == "anna/Image/").all()
+    assert anna.source_frame.tolist() == list(range(12))
+    assert np.allclose(anna.timestamp, np.arange(12) / 25.0)  # extract.fps: a folder has none
+    assert len(manifest[manifest.identity == "ben"]) == 6
+    for row, (x, y) in zip(anna.itertuples(), offsets):  # frames in numeric order: 1, 2, ..., 12
+        x0, y0, x1, y1 = FACE + [x, y, x, y]
+        centre = np.array([row.crop_x0, row.crop_y0]) + row.crop_size / 2
+        assert np.abs(centre - [(x0 + x1) / 2, (y0 + y1) / 2]).max() < 0.1 * row.crop_size
+
+
+def test_images_right_under_the_videos_folder_or_a_clash_of_keys_are_errors(tmp_path):
+    frames, _ = panning_face(3)
+    loose = write_image_folder(tmp_path / "loose", frames)
+    result = run_stage(loose, tmp_path / "out1", write_params(tmp_path))
+    assert result.exit_code == 1 and "images right under data.videos" in result.output
+    clash = tmp_path / "clash"
+    write_image_folder(clash / "anna" / "c1", frames)
+    write_clip(clash / "anna" / "c1.mp4", frames)
+    result = run_stage(clash, tmp_path / "out2", write_params(tmp_path))
+    assert result.exit_code == 1
+    assert "anna/c1.mp4 and anna/c1/ are both clip anna/c1" in result.output

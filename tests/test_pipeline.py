@@ -9,7 +9,14 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+# a foreach stage (the *_eval stages, one per second dataset) is checked through its `do`
+STAGES = {name: stage.get("do", stage)
+          for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()}
+
+
+def stage_file(name: str) -> Path:
+    """The stages/<name>.py a stage's command runs (`python -m stages.<name>`)."""
+    return ROOT / "stages" / (re.search(r"-m stages\.(\w+)", STAGES[name]["cmd"]).group(1) + ".py")
 
 
 def glg_modules(path: Path, seen: set[Path]) -> set[Path]:
@@ -36,7 +43,7 @@ def glg_modules(path: Path, seen: set[Path]) -> set[Path]:
 
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_params_are_exactly_what_it_reads(name):
-    source = (ROOT / "stages" / f"{name}.py").read_text()
+    source = stage_file(name).read_text()
     read = set(re.findall(r'load_params\("(\w+)"', source))
     if "${data.videos}" in STAGES[name]["cmd"]:
         read.add("data.videos")
@@ -45,11 +52,11 @@ def test_stage_params_are_exactly_what_it_reads(name):
 
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_depends_on_its_file_and_every_glg_module_it_imports(name):
-    stage_file = ROOT / "stages" / f"{name}.py"
+    file = stage_file(name)
     deps = {ROOT / d for d in STAGES[name]["deps"] if not d.startswith("${")}
     code = {d for d in deps if d.suffix == ".py"}
-    expected = {stage_file} | glg_modules(stage_file, set())
-    if name == "extract":  # imported by the worker processes' fork server, by name
+    expected = {file} | glg_modules(file, set())
+    if file.stem == "extract":  # imported by the worker processes' fork server, by name
         expected |= glg_modules(ROOT / "glg" / "_extract_preload.py", set()) | {
             ROOT / "glg" / "_extract_preload.py"}
     assert code == expected
@@ -65,3 +72,15 @@ def test_dvclive_writes_where_dvc_yaml_declares_metrics_plots_and_checkpoints(na
     checkpoints = re.search(r"--checkpoints (\S+)", stage["cmd"]).group(1)
     outs = {next(iter(o)) if isinstance(o, dict) else o: o for o in stage["outs"]}
     assert outs[checkpoints][checkpoints]["persist"] is True
+
+
+def test_a_second_dataset_runs_the_main_stages_code_into_its_own_folders():
+    """The *_eval stages: the main stage's command, params and code under data/eval/<name>/."""
+    for name in ("extract", "annotate", "prepare"):
+        main, second = STAGES[name], STAGES[f"{name}_eval"]
+        assert stage_file(f"{name}_eval") == stage_file(name)
+        assert second["params"] == main["params"] or name == "extract"
+        code = {d for d in main["deps"] if d.endswith(".py")}
+        assert {d for d in second["deps"] if d.endswith(".py")} == code
+        assert all(str(o).startswith("data/eval/${key}/") for o in second["outs"])
+    assert "--unseen-only" in STAGES["prepare_eval"]["cmd"]

@@ -288,3 +288,71 @@ def test_stage_runs_and_rejects_a_bad_param(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "error: prepare.size must be an even integer >= 32, got 33" in result.output
+
+
+# --- the paper's protocol: an all-unseen dataset, an explicit test list (Sec IV-A) ----------------
+
+
+def run_prepare(tmp_path, frames, annotations, prepare_params: str, *extra: str):
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 0\nprepare:\n  size: 32\n" + prepare_params)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["--frames", str(frames), "--annotations", str(annotations),
+                                      "--out", str(out), "--params", str(params), *extra])
+    return result, out
+
+
+def test_unseen_only_dataset_writes_only_unseen_pairs_of_everyone(tmp_path):
+    frames, annotations = write_dataset(tmp_path, identities=3, clips=2, frames=4, side=32)
+    result, out = run_prepare(tmp_path, frames, annotations,
+                              "  unseen_identities: 1\n  unseen_pairs: 5\n", "--unseen-only")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / SUMMARY).read_text())
+    assert summary["identities"] == {"known": 0, "unseen": 3}
+    assert summary["frames"]["train"] == summary["frames"]["test"] == 0
+    assert summary["notes"] == []  # no clamp of self or known pairs: none were asked for
+    pairs = pd.read_parquet(out / PAIRS)
+    assert set(pairs["scenario"]) == {"unseen"} and len(pairs) == 15  # 5 per person
+    assert (pairs["source_identity"] != pairs["driving_identity"]).all()
+    assert set(pairs["source_identity"]) == {"id00", "id01", "id02"}
+
+
+def test_listed_test_videos_replace_the_draw_and_their_people_are_not_trained_on(tmp_path):
+    frames, annotations = write_dataset(tmp_path, identities=4, clips=3, frames=4, side=32)
+    listing = tmp_path / "test_videos.txt"
+    listing.write_text("# VoxCeleb1-style test list\nid01/clip2\n\nid03/clip0  # one clip\n"
+                       "id03/gone\n")
+    result, out = run_prepare(tmp_path, frames, annotations,
+                              f"  unseen_identities: 0\n  test_videos_file: {listing}\n")
+    assert result.exit_code == 0, result.output
+    table = prepared_table(out)
+    tested = table[table["split"] == "test"][["identity", "video"]].drop_duplicates()
+    assert sorted(map(tuple, tested.to_numpy())) == [("id01", "clip2"), ("id03", "clip0")]
+    assert set(table[table["split"] == "train"]["identity"]) == {"id00", "id02"}
+    pairs = pd.read_parquet(out / PAIRS).query("scenario == 'self'")
+    assert set(zip(pairs["source_identity"], pairs["source_video"])) <= {
+        ("id01", "clip2"), ("id03", "clip0")}
+    notes = json.loads((out / SUMMARY).read_text())["notes"]
+    assert any("1 of 3 entries match no stored clip" in n and "'id03/gone'" in n for n in notes)
+    # inline in params, a folder entry names every clip under it
+    result, out = run_prepare(tmp_path, frames, annotations,
+                              "  unseen_identities: 0\n  test_videos: [id02]\n")
+    assert result.exit_code == 1 and "'id02' is not <identity>/<video>" in result.output
+
+
+@pytest.mark.parametrize("listing, message", [
+    ("  test_videos_file: {tmp}/nope.txt\n", "prepare.test_videos_file: {tmp}/nope.txt is not "
+                                             "readable"),
+    ("  test_videos_file: {tmp}/empty.txt\n", "lists no <identity>/<video> lines"),
+    ("  test_videos: [id09/clip0]\n", "none of its 1 entries is a stored clip"),
+    ("  test_videos: [id00/clip0, id01/clip0]\n", "names clips of all 2 identities"),
+    ("  test_videos: [a/b]\n  test_videos_file: x.txt\n", "empty when prepare.test_videos_file"),
+    ("  test_videos: id00/clip0\n", "prepare.test_videos must be a list"),
+])
+def test_bad_test_video_lists_are_one_line_errors(tmp_path, listing, message):
+    frames, annotations = write_dataset(tmp_path, identities=2, clips=1, frames=3, side=32)
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    result, _ = run_prepare(tmp_path, frames, annotations, listing.format(tmp=tmp_path))
+    assert result.exit_code == 1
+    assert message.format(tmp=tmp_path) in result.output
+    assert len(result.output.strip().splitlines()) == 1
