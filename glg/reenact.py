@@ -7,17 +7,14 @@ the same detector, track and smoothing), annotated by the `annotate` backend at 
 clip), then resized to the checkpoint's S as `prepare` resizes (INTER_AREA; landmarks by
 `glg.landmarks.rescale_points`). Pairs are assembled by `glg.data.guided_pair`, as the loader
 assembles them, and run through the reenactor in batches, in fp32 (fp16 is what gives other
-tools black frames). The video is H.264 through PyAV at the driving's frame rate with the
-driving's audio copied; it is written under a hidden temporary name beside OUT and renamed once
-complete, so a failed run never leaves a partial OUT. The driving's S px crops are held in
+tools black frames). The video is H.264 at the driving's frame rate with the driving's audio
+(`glg.video_writer`), never left partial under OUT's name. The driving's S px crops are held in
 memory (37 KB a frame at 112 px).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -41,13 +38,13 @@ from glg.face_crop import CropCounts, crop_clip
 from glg.landmark_transfer import transfer_landmarks
 from glg.landmarks import rescale_points
 from glg.video import SampledFrame, SkipClip, sample_frames
+from glg.video_writer import VideoWriter, partial_output, paste
 from glg.weights import read_landmark_generator, read_reenactor
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # sample_frames' rate for the driving: above any container's frame rate (it refuses more than
 # 1000/s), every decoded frame starts a new time slot, so the output keeps every driving frame
 EVERY_FRAME = 1000.0
-PASTE_FEATHER = 0.1  # of the crop side: the pasted face fades into the frame over this margin
 
 
 class Face(NamedTuple):
@@ -112,7 +109,7 @@ def reenact(source: Path, driving: Path, out: Path, *, checkpoint: Path = Path("
         raise GlgError(f"--landmarks: expected one of {', '.join(LANDMARK_MODES)}, "
                        f"got {landmarks!r}")
     run_on = _device(device)
-    with _partial_output(out) as partial:
+    with partial_output(out) as partial:
         trained = read_reenactor(checkpoint)
         size = trained.model.size
         mode = landmarks or trained.model.config.landmark_mode
@@ -132,7 +129,7 @@ def reenact(source: Path, driving: Path, out: Path, *, checkpoint: Path = Path("
             return output
 
         model = trained.model.to(run_on)
-        with _Encoder(partial, moving.rate, driving) as encoder, tqdm(
+        with VideoWriter(partial, moving.rate, driving) as encoder, tqdm(
                 total=len(moving.images), desc="reenact", unit="frame", disable=not progress,
                 file=sys.stderr, dynamic_ncols=True) as bar:
             for k0 in range(0, len(moving.images), batch):
@@ -328,91 +325,7 @@ def guiding_landmarks(mode: str, face: Face, moving: Driving, identities, lgan_p
                                source_std), "lst", note)
 
 
-# --- writing ---------------------------------------------------------------------------------
-
-
-def paste(frame: np.ndarray, box: np.ndarray, face: np.ndarray) -> np.ndarray:
-    """The S px `face` (RGB) blended into a copy of the RGB `frame` at its crop `box` (x0, y0,
-    side), fading in over `PASTE_FEATHER` of the side; cropped to even sides for H.264."""
-    x0, y0, side = map(int, box)
-    scaled = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    ramp = np.clip((np.minimum(np.arange(side), np.arange(side)[::-1]) + 0.5)
-                   / max(PASTE_FEATHER * side, 1.0), 0.0, 1.0)
-    alpha = np.minimum.outer(ramp, ramp)[..., None]  # (side, side, 1)
-    height, width = frame.shape[:2]
-    out = frame.astype(np.float32)
-    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
-    if ix0 < ix1 and iy0 < iy1:
-        inner = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
-        region = out[iy0:iy1, ix0:ix1]
-        out[iy0:iy1, ix0:ix1] = region + alpha[inner] * (scaled[inner] - region)
-    return out[:height // 2 * 2, :width // 2 * 2].round().astype(np.uint8)
-
-
-@contextlib.contextmanager
-def _partial_output(out: Path) -> Iterator[Path]:
-    """A hidden temporary file beside `out`, renamed to `out` when the block succeeds and
-    removed when it fails: `out` is complete or absent."""
-    if out.is_dir():
-        raise GlgError(f"{out}: is a folder, expected the output video's file name")
-    partial = out.parent / f".{out.name}.partial{out.suffix}"
-    try:
-        partial.touch()
-    except OSError as err:
-        raise GlgError(f"{out}: cannot write the output ({err.strerror})") from None
-    try:
-        yield partial
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-class _Encoder:
-    """H.264 frames (RGB uint8 (H, W, 3), H and W even) at `rate` into `path`, the video
-    `audio_from`'s first audio track copied after them."""
-
-    def __init__(self, path: Path, rate: Fraction, audio_from: Path):
-        self.path, self.rate, self.audio_from = path, rate, audio_from
-        self.stream = None
-        self.count = 0
-
-    def __enter__(self) -> _Encoder:
-        try:
-            self.container = av.open(str(self.path), "w")
-        except (av.FFmpegError, ValueError) as err:
-            raise GlgError(f"{self.path}: cannot write a video of this type ({err})") from None
-        self.source, self.audio = None, None
-        if self.audio_from.is_file():
-            self.source = av.open(str(self.audio_from))
-            if self.source.streams.audio:
-                # added before the first packet: the MP4 header lists every track
-                self.audio = self.container.add_stream_from_template(self.source.streams.audio[0])
-        return self
-
-    def write(self, rgb: np.ndarray) -> None:
-        if self.stream is None:
-            self.stream = self.container.add_stream("libx264", rate=self.rate)
-            self.stream.height, self.stream.width = rgb.shape[:2]
-            self.stream.pix_fmt = "yuv420p"
-            self.stream.codec_context.time_base = 1 / self.rate
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts = self.count
-        self.count += 1
-        self.container.mux(self.stream.encode(frame))
-
-    def __exit__(self, kind, err, traceback) -> None:
-        try:
-            if err is None:
-                self.container.mux(self.stream.encode())
-                if self.audio is not None:
-                    for packet in self.source.demux(self.source.streams.audio[0]):
-                        if packet.dts is not None:
-                            packet.stream = self.audio
-                            self.container.mux(packet)
-        finally:
-            self.container.close()
-            if self.source is not None:
-                self.source.close()
+# --- helpers ---------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=1)
