@@ -180,10 +180,8 @@ class _Pairs(Dataset):
                                            f.mean[s], f.std[s]).astype(np.float32)
         elif self.landmark_mode == "lgan":
             reenacted = generated
-        if jpeg:
-            images = f.jpeg(source), f.jpeg(driving)  # (bytes,) uint8
-        else:
-            images = f.image(source), f.image(driving)  # (S, S, 3) uint8
+        read = f.jpeg if jpeg else f.image  # (bytes,) or (S, S, 3) uint8
+        images = read(source), read(driving)
         return guided_pair(*images, source_landmarks, driving_landmarks, reenacted,
                            f.pose[driving], f.aus[driving], f.identity[source],
                            f.identity[driving], f.part_sizes, f.size, jpeg=jpeg)
@@ -202,29 +200,18 @@ def guided_pair(source_image: np.ndarray, driving_image: np.ndarray,
     centres = part_centres(reenacted).astype(np.float32)
     heatmap_parts = tuple(torch.from_numpy(crop_part(heatmap, c, h, w))[None]
                           for c, (h, w) in zip(centres, part_sizes))
-    if jpeg:
-        images, source_parts = [torch.from_numpy(source_image),
-                                torch.from_numpy(driving_image)], ()
-    else:
-        source_centres = part_centres(source_landmarks).astype(np.float32)
-        images = [_chw(source_image), _chw(driving_image)]
-        source_parts = tuple(_chw(crop_part(source_image, c, h, w))
-                             for c, (h, w) in zip(source_centres, part_sizes))
-    return Pair(
-        source=images[0],
-        driving=images[1],
-        source_landmarks=torch.from_numpy(np.array(source_landmarks, np.float32)),
-        driving_landmarks=torch.from_numpy(np.array(driving_landmarks, np.float32)),
-        reenacted_landmarks=torch.from_numpy(np.array(reenacted, np.float32)),
-        driving_heatmap=torch.from_numpy(heatmap)[None],
-        source_parts=source_parts,
-        driving_heatmap_parts=heatmap_parts,
-        part_centres=torch.from_numpy(centres),
-        driving_pose=torch.from_numpy(np.array(driving_pose, np.float32)),
-        driving_aus=torch.from_numpy(np.array(driving_aus, np.float32)),
-        source_identity=torch.tensor(source_identity, dtype=torch.int64),
-        driving_identity=torch.tensor(driving_identity, dtype=torch.int64),
-    )
+    wrap = torch.from_numpy if jpeg else _chw
+    images = [wrap(source_image), wrap(driving_image)]
+    source_parts = () if jpeg else tuple(
+        _chw(crop_part(source_image, c, h, w))
+        for c, (h, w) in zip(part_centres(source_landmarks).astype(np.float32), part_sizes))
+    def f32(values) -> torch.Tensor:
+        return torch.from_numpy(np.array(values, np.float32))
+
+    return Pair(images[0], images[1], f32(source_landmarks), f32(driving_landmarks),
+                f32(reenacted), torch.from_numpy(heatmap)[None], source_parts, heatmap_parts,
+                torch.from_numpy(centres), f32(driving_pose), f32(driving_aus),
+                torch.tensor(int(source_identity)), torch.tensor(int(driving_identity)))  # int64
 
 
 class TrainingPairs(_Pairs):
