@@ -45,3 +45,45 @@ def report(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"report: {path}")
+
+
+@app.command("reenact")
+def reenact_command(
+    source: Annotated[Path, typer.Argument(help="photo (or video: its first frame with a face)")],
+    driving: Annotated[Path, typer.Argument(help="driving video, or a folder of images")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output video (.mp4, H.264)")],
+    checkpoint: Annotated[Path, typer.Option(help="trained reenactor: folder or reenactor.pt")
+                          ] = Path("data/reenact"),
+    lgan: Annotated[Path, typer.Option(help="trained landmark generator: folder or lgan.pt")
+                    ] = Path("data/lgan"),
+    landmarks: Annotated[str | None, typer.Option(
+        help="guiding landmarks: driving, lst or lgan [default: the checkpoint's]")] = None,
+    identity: Annotated[str | None, typer.Option(
+        help="the trained-on person the source shows (their learned embedding and statistics)")
+                        ] = None,
+    side_by_side: Annotated[bool, typer.Option(help="frames of source | driving | output")
+                            ] = False,
+    paste_back: Annotated[bool, typer.Option(
+        help="the output blended into the source's full frame")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    batch: Annotated[int, typer.Option(help="frames per forward pass")] = 8,
+    params: Annotated[Path, typer.Option(help="params file: extract and annotate sections")
+                      ] = Path("params.yaml"),
+) -> None:
+    """Animate the face in SOURCE with the head motion and expressions of DRIVING."""
+    from glg.errors import GlgError
+    from glg.reenact import reenact
+
+    try:
+        done = reenact(source, driving, out, checkpoint=checkpoint, lgan=lgan,
+                       landmarks=landmarks, identity=identity, side_by_side=side_by_side,
+                       paste_back=paste_back, device=device, batch=batch, params=params,
+                       warn=lambda line: typer.echo(line, err=True))
+    except GlgError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    held = f", {done.held} without a face held the last good landmarks" if done.held else ""
+    note = f" (asked for another: {done.note})" if done.note else ""
+    typer.echo(f"reenact: {done.frames} frames in {done.seconds:.1f} s, "
+               f"{done.frames_per_s:.1f} frames/s on {done.device}{held}; landmarks: "
+               f"{done.landmarks}{note} -> {done.out}")

@@ -180,36 +180,38 @@ class _Pairs(Dataset):
                                            f.mean[s], f.std[s]).astype(np.float32)
         elif self.landmark_mode == "lgan":
             reenacted = generated
-        heatmap = draw_heatmap(reenacted, f.size, as_uint8=True)  # (S, S)
-        # float32, as `part_centres` is handed on and the torch crop and pasting see them
-        centres = part_centres(reenacted).astype(np.float32)
-        heatmap_parts = tuple(torch.from_numpy(crop_part(heatmap, c, h, w))[None]
-                              for c, (h, w) in zip(centres, f.part_sizes))
-        if jpeg:
-            source_image, driving_image = f.jpeg(source), f.jpeg(driving)  # (bytes,) uint8
-            images, source_parts = [torch.from_numpy(source_image),
-                                    torch.from_numpy(driving_image)], ()
-        else:
-            source_image, driving_image = f.image(source), f.image(driving)  # (S, S, 3) uint8
-            source_centres = part_centres(source_landmarks).astype(np.float32)
-            images = [_chw(source_image), _chw(driving_image)]
-            source_parts = tuple(_chw(crop_part(source_image, c, h, w))
-                                 for c, (h, w) in zip(source_centres, f.part_sizes))
-        return Pair(
-            source=images[0],
-            driving=images[1],
-            source_landmarks=torch.from_numpy(source_landmarks.copy()),
-            driving_landmarks=torch.from_numpy(driving_landmarks.copy()),
-            reenacted_landmarks=torch.from_numpy(np.array(reenacted, np.float32)),
-            driving_heatmap=torch.from_numpy(heatmap)[None],
-            source_parts=source_parts,
-            driving_heatmap_parts=heatmap_parts,
-            part_centres=torch.from_numpy(centres),
-            driving_pose=torch.from_numpy(f.pose[driving].copy()),
-            driving_aus=torch.from_numpy(f.aus[driving].copy()),
-            source_identity=torch.tensor(f.identity[source], dtype=torch.int64),
-            driving_identity=torch.tensor(f.identity[driving], dtype=torch.int64),
-        )
+        read = f.jpeg if jpeg else f.image  # (bytes,) or (S, S, 3) uint8
+        images = read(source), read(driving)
+        return guided_pair(*images, source_landmarks, driving_landmarks, reenacted,
+                           f.pose[driving], f.aus[driving], f.identity[source],
+                           f.identity[driving], f.part_sizes, f.size, jpeg=jpeg)
+
+
+def guided_pair(source_image: np.ndarray, driving_image: np.ndarray,
+                source_landmarks: np.ndarray, driving_landmarks: np.ndarray,
+                reenacted: np.ndarray, driving_pose: np.ndarray, driving_aus: np.ndarray,
+                source_identity: int, driving_identity: int,
+                part_sizes: Sequence[tuple[int, int]], size: int, jpeg: bool = False) -> Pair:
+    """A uint8 `Pair` of two S px frames, RGB (S, S, 3) uint8 (with `jpeg`: their JPEG files,
+    (bytes,) uint8, and no source parts), whose heatmap, heatmap parts and part centres are
+    drawn from the guiding landmarks `reenacted` (L_reen, Sec III-B); landmarks (68, 2) in S px."""
+    heatmap = draw_heatmap(reenacted, size, as_uint8=True)  # (S, S)
+    # float32, as `part_centres` is handed on and the torch crop and pasting see them
+    centres = part_centres(reenacted).astype(np.float32)
+    heatmap_parts = tuple(torch.from_numpy(crop_part(heatmap, c, h, w))[None]
+                          for c, (h, w) in zip(centres, part_sizes))
+    wrap = torch.from_numpy if jpeg else _chw
+    images = [wrap(source_image), wrap(driving_image)]
+    source_parts = () if jpeg else tuple(
+        _chw(crop_part(source_image, c, h, w))
+        for c, (h, w) in zip(part_centres(source_landmarks).astype(np.float32), part_sizes))
+    def f32(values) -> torch.Tensor:
+        return torch.from_numpy(np.array(values, np.float32))
+
+    return Pair(images[0], images[1], f32(source_landmarks), f32(driving_landmarks),
+                f32(reenacted), torch.from_numpy(heatmap)[None], source_parts, heatmap_parts,
+                torch.from_numpy(centres), f32(driving_pose), f32(driving_aus),
+                torch.tensor(int(source_identity)), torch.tensor(int(driving_identity)))  # int64
 
 
 class TrainingPairs(_Pairs):

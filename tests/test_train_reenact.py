@@ -33,7 +33,8 @@ def data(tmp_path_factory):
     prepared, _ = prepared_data(root)
     torch.manual_seed(0)
     generator, _ = build_landmark_gan(parse_section("lgan", LGAN), size=S, identities=4)
-    save_landmark_generator(root / "lgan", generator, parse_section("lgan", LGAN), 4)
+    save_landmark_generator(root / "lgan", generator, parse_section("lgan", LGAN),
+                            [f"id{i:02d}" for i in range(4)])
     return prepared, root / "lgan"
 
 

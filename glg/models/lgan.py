@@ -92,6 +92,21 @@ class LandmarkGenerator(nn.Module):
         self.to_landmarks = mlp(self.condition.width + self.noise_dim, config.hidden,
                                 N_LANDMARKS * 2)
 
+    def add_face(self, face_embedding: torch.Tensor) -> int:
+        """Append a person's face embedding (D,) as a new identity row and return its index:
+        with `lgan.identity_input=face_recognition` the generator places anyone's landmarks."""
+        identity = self.condition.identity
+        if identity.face_embeddings is None:
+            raise GlgError("lgan.identity_input=embedding: the generator knows only the people "
+                           "it was trained on")
+        expected = tuple(identity.face_embeddings.shape[1:])
+        if tuple(face_embedding.shape) != expected:
+            raise GlgError(f"face embedding: expected shape {expected}, "
+                           f"got {tuple(face_embedding.shape)}")
+        identity.face_embeddings = torch.cat([identity.face_embeddings,
+                                              face_embedding.to(identity.face_embeddings)[None]])
+        return len(identity.face_embeddings) - 1
+
     def forward(self, identity: torch.Tensor, pose: torch.Tensor, aus: torch.Tensor,
                 noise: torch.Tensor | None = None) -> torch.Tensor:
         if noise is None:

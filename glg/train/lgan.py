@@ -165,7 +165,8 @@ def _train_lgan(prepared_dir: Path, annotations_dir: Path, out_dir: Path, checkp
             save_checkpoint(checkpoint_dir, done, training_state(
                 done, fingerprint, {"lgan": to_dict(config), "seed": seed}, models, optimizers,
                 loader={"sampler": sampler.get_state()}, history=history), KEEP_CHECKPOINTS)
-    save_landmark_generator(out_dir, generator.cpu(), config, len(identities))
+    save_landmark_generator(out_dir, generator.cpu(), config,
+                            identities.sort_values("index")["identity"].tolist())
     seconds = history.get("train_seconds", 0.0)  # over every run that made these weights
     live.summary.update({"steps": config.steps, "device": device.type,
                          "identity_input": config.identity_input,
