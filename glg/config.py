@@ -260,6 +260,33 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    """The evaluation (thesis 4.2, Eq. 4.1-4.4; paper Sec IV-C): the trained reenactor on each
+    scenario's fixed pairs, scored by the five metrics; pose and AUs read by `annotate.backend`."""
+
+    embedder: Literal["dlib", "arcface"] = "dlib"  # CSIM's face embedder; arcface is the paper's
+    arcface_weights: str = "data/arcface/backbone.pth"  # arcface_torch backbone.pth (not shipped)
+    pairs: int = 0  # pairs scored per scenario, the first of prepare's fixed list; 0: all
+    batch: int = 32  # pairs per model forward and metric step
+    read_size: int = 224  # faces are read at this side, px (Sec III-A's 224): dlib's detector
+    # misses faces under ~80 px, so a smaller prepare.size is upscaled (bilinear) for reading
+    grid_rows: int = 4  # pairs in each scenario's sample grid
+    device: Device = "auto"
+    # torch CPU threads: on the busy 2-core machine one thread embedded faces 7x faster than two,
+    # whose OpenMP threads spin while the cores run other work (measured); 0: torch's default
+    threads: int = 1
+
+    def check(self) -> None:
+        for key in ("pairs", "threads"):
+            _require(getattr(self, key) >= 0, f"evaluate.{key}", "an integer >= 0",
+                     getattr(self, key))
+        for key in ("batch", "grid_rows"):
+            _require(getattr(self, key) >= 1, f"evaluate.{key}", "an integer >= 1",
+                     getattr(self, key))
+        _require(self.read_size >= 32, "evaluate.read_size", "an integer >= 32", self.read_size)
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole params.yaml: top-level seed plus one config per section."""
 
@@ -273,6 +300,7 @@ class Params:
     loss: LossConfig = field(default_factory=LossConfig)
     lgan: LganConfig = field(default_factory=LganConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 SECTIONS: dict[str, type] = {
