@@ -13,6 +13,7 @@ import pandas as pd
 
 matplotlib.use("Agg")  # files only; no display on a stage's machine
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 # per-pair column -> (title, better)
 METRICS = {"csim": ("CSIM (Eq. 4.1)", "higher"), "ssim": ("SSIM (Eq. 4.3)", "higher"),
@@ -41,18 +42,20 @@ def write_distributions(path: Path, per_pair: pd.DataFrame) -> None:
         for k, (scenario, rows) in enumerate(per_pair.groupby("scenario", sort=False)):
             model = rows.loc[rows["output"] == "model", metric].dropna()
             if len(model):
-                axes.hist(model, bins=20, alpha=0.5, color=f"C{k}",
-                          label=f"{scenario} (n={len(model)})")
+                axes.hist(model, bins=20, alpha=0.5, color=f"C{k}")
             for output, style in SANITY_LINES.items():
                 values = rows.loc[rows["output"] == output, metric].dropna()
                 if len(values):
                     axes.axvline(values.mean(), color=f"C{k}", linestyle=style)
         axes.set_title(f"{title}\n{better} is better", fontsize=8)
         axes.tick_params(labelsize=7)
-        if axes.get_legend_handles_labels()[0]:
-            axes.legend(fontsize=6)
+    scenarios = per_pair.loc[per_pair["output"] == "model"].groupby("scenario", sort=False)
+    figure.legend(handles=[Patch(color=f"C{k}", alpha=0.5, label=f"{scenario}: "
+                                 f"{rows['face_found'].sum()} of {len(rows)} outputs with a face")
+                           for k, (scenario, rows) in enumerate(scenarios)],
+                  loc="upper left", fontsize=7)
     figure.suptitle("model per pair; dashed: driving as output, dotted: source as output "
                     "(means)", fontsize=8)
-    figure.subplots_adjust(left=0.05, right=0.98, bottom=0.12, top=0.78, wspace=0.3)
+    figure.subplots_adjust(left=0.05, right=0.98, bottom=0.12, top=0.72, wspace=0.3)
     figure.savefig(path)
     plt.close(figure)
