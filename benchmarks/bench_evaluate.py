@@ -14,7 +14,7 @@ times of the functions doing each step; profiling slows Python a little, not the
 kernels that take the time). One process, `evaluate.threads` torch threads, on this machine's
 cores, shared with other work: figures are provisional.
 
-    python benchmarks/bench_evaluate.py [--pairs N]
+    python benchmarks/bench_evaluate.py [--pairs N] [--reenact DIR]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import resource
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,11 @@ STEPS = {
 }
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Uncached(FaceReader):
     """A FaceReader that forgets keys: every image is read, as a per-pair loop would."""
 
@@ -61,25 +67,29 @@ class Uncached(FaceReader):
         return super().read(images, clips, None)
 
 
-def run(reader_type: type, pairs: dict, model, config, embedder, batch: int) -> tuple[float, int]:
-    """Score every scenario's pairs; (seconds, images read)."""
-    start, read = time.perf_counter(), 0
+def run(reader_type: type, pairs: dict, model, config, embedder,
+        batch: int) -> tuple[float, float, int, int]:
+    """Score every scenario's pairs as the stage does, one reader for the prepared set; (wall
+    seconds, CPU seconds, images read, outputs with a face)."""
+    frames = next(iter(pairs.values()))[0].frames
+    reader = reader_type("dlib", embedder, clip_neutrals_of(frames))
+    start, cpu, found = time.perf_counter(), cpu_seconds(), 0
     for scenario, (dataset, indices) in pairs.items():
-        reader = reader_type("dlib", embedder, clip_neutrals_of(dataset.frames))
-        score_pairs(dataset, indices, model, reader, config.read_size, batch,
-                    torch.device("cpu"), scenario == "self", config.grid_rows)
-        read += reader.images_read
-    return time.perf_counter() - start, read
+        scores = score_pairs(dataset, indices, model, reader, config.read_size, batch,
+                             torch.device("cpu"), scenario == "self", config.grid_rows)
+        found += int(scores.per_pair.query("output == 'model'")["face_found"].sum())
+    return time.perf_counter() - start, cpu_seconds() - cpu, reader.images_read, found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=32, help="pairs per scenario")
+    parser.add_argument("--reenact", type=Path, default=REENACT, help="trained reenactor folder")
     args = parser.parse_args()
     config = load_params("evaluate", ROOT / "params.yaml")
     torch.set_num_threads(config.threads or torch.get_num_threads())
     cv2.setNumThreads(1)
-    model = load_reenactor(REENACT)
+    model = load_reenactor(args.reenact)
     lgan = load_landmark_generator(LGAN) if model.config.landmark_mode == "lgan" else None
     embedder = make_embedder("dlib")
     pairs = {}
@@ -89,22 +99,25 @@ def main() -> None:
     n = sum(len(i) for _, i in pairs.values())
     FaceReader("dlib")  # dlib's models loaded once before timing
 
-    stage_s, stage_read = run(FaceReader, pairs, model, config, embedder, config.batch)
-    naive_s, naive_read = run(Uncached, pairs, model, config, embedder, 1)
+    stage_s, stage_cpu, stage_read, found = run(FaceReader, pairs, model, config, embedder, config.batch)
+    naive_s, naive_cpu, naive_read, _ = run(Uncached, pairs, model, config, embedder, 1)
     profile = cProfile.Profile()
     profile.enable()
-    profiled_s, _ = run(FaceReader, pairs, model, config, embedder, config.batch)
+    profiled_s, *_ = run(FaceReader, pairs, model, config, embedder, config.batch)
     profile.disable()
 
     print(f"evaluate scoring: {n} pairs ({args.pairs} per scenario, self/unseen/known) at "
           f"{model.size} px, faces read at {config.read_size} px, model "
           f"{model.config.backbone}/{model.config.landmark_mode}; {torch.get_num_threads()} "
           f"torch thread(s), {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
-    print(f"  {'variant':<30} {'seconds':>8} {'pairs/s':>8} {'images read':>12} {'x naive':>8}")
-    for label, seconds, read in ((f"stage (batch {config.batch}, cached)", stage_s, stage_read),
-                                 ("naive (per pair, no cache)", naive_s, naive_read)):
-        print(f"  {label:<30} {seconds:8.2f} {n / seconds:8.2f} {read:12d} "
-              f"{naive_s / seconds:8.2f}")
+    print(f"  outputs with a face: {found} of {n}")
+    print(f"  {'variant':<30} {'seconds':>8} {'pairs/s':>8} {'CPU-s':>8} {'pairs/CPU-s':>12} "
+          f"{'images read':>12} {'x naive (CPU)':>14}")
+    for label, seconds, cpu, read in (
+            (f"stage (batch {config.batch}, cached)", stage_s, stage_cpu, stage_read),
+            ("naive (per pair, no cache)", naive_s, naive_cpu, naive_read)):
+        print(f"  {label:<30} {seconds:8.2f} {n / seconds:8.2f} {cpu:8.2f} {n / cpu:12.2f} "
+              f"{read:12d} {naive_cpu / cpu:14.2f}")
     stats = pstats.Stats(profile).stats
     shares = {name: sum(v[3] for (file, _, func), v in stats.items()
                         if file.endswith(suffix) and func == function)

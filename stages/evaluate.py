@@ -59,7 +59,9 @@ def main(
     for scenario, row in results.items():
         if scenario != "backends" and "pairs" in row:
             typer.echo(f"evaluate: {scenario}: " + ", ".join(
-                f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
+                f"{k} {'null' if row.get(k) is None else format(row[k], '.4g')}"
+                for k in ("csim", "ssim", "psnr", "prmse", "aucon", "no_face", "pairs")
+                if k in row))
 
 
 if __name__ == "__main__":

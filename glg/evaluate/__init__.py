@@ -123,7 +123,9 @@ def _score(pairs: EvaluationPairs, indices: np.ndarray, model, reader: FaceReade
     if len(indices):
         return score_pairs(pairs, indices, model, reader, config.read_size, config.batch, device,
                            image_metrics, config.grid_rows)
-    empty = {"pairs": 0, "csim": None, "prmse": None, "aucon": None, "no_face": 0}
+    empty = {"pairs": 0, "csim": None, "csim_scored": 0, "prmse": None,
+             **{f"prmse_{angle}": None for angle in POSE_COLUMNS}, "aucon": None,
+             "aucon_aus": len(measured_aus(reader.annotator)), "no_face": 0, "no_face_source": 0}
     if image_metrics:
         empty |= {"ssim": None, "psnr": None}
     return Scores(dict.fromkeys(OUTPUTS, empty), pd.DataFrame(), np.zeros((0, 0, 3), np.uint8),

@@ -75,7 +75,7 @@ def score_pairs(dataset: EvaluationPairs, indices: Sequence[int], model: torch.n
     with `image_metrics` (self-reenactment: only there is the driving frame the ground truth)."""
     frames = dataset.frames
     clip_keys = list(zip(frames.clips["identity"], frames.clips["video"]))
-    parts: dict[str, list] = {name: [] for name in OUTPUTS}
+    batches: dict[str, list] = {name: [] for name in OUTPUTS}  # output -> per-batch results
     driving_read, grid = [], []
     for start in range(0, len(indices), batch):
         at = list(indices[start:start + batch])
@@ -97,7 +97,7 @@ def score_pairs(dataset: EvaluationPairs, indices: Sequence[int], model: torch.n
         shown = {"model": (output, read["model"]), "driving_as_output": (driving, read["driving"]),
                  "source_as_output": (source, read["source"])}
         for name, (images, faces) in shown.items():
-            parts[name].append((
+            batches[name].append((
                 csim(read["source"], faces), prmse(faces, pose), aucon(faces, aus),
                 ssim(images, driving, device) if image_metrics else None,
                 psnr(images, driving, device) if image_metrics else None))
@@ -106,7 +106,7 @@ def score_pairs(dataset: EvaluationPairs, indices: Sequence[int], model: torch.n
     keys = pair_keys(frames, dataset.pairs[list(indices)])
     summary, tables = {}, []
     for name in OUTPUTS:
-        summary[name], table = _join(parts[name], image_metrics)
+        summary[name], table = _join(batches[name], image_metrics)
         tables.append(pd.concat([keys, table.assign(output=name)], axis=1))
     image = np.concatenate(grid[:grid_rows], 0) if grid else np.zeros((0, 0, 3), np.uint8)
     return Scores(summary, pd.concat(tables, ignore_index=True), image,
@@ -124,16 +124,16 @@ def pair_keys(frames: PreparedFrames, rows: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def _join(parts: list[tuple], image_metrics: bool) -> tuple[dict, pd.DataFrame]:
+def _join(batches: list[tuple], image_metrics: bool) -> tuple[dict, pd.DataFrame]:
     """Batches' metric results as one summary (the JSON's names) and one per-pair table."""
-    similarity = Csim(np.concatenate([p[0].per_pair for p in parts]),
-                      sum(p[0].no_face_output for p in parts),
-                      sum(p[0].no_face_source for p in parts), parts[0][0].backend)
-    pose = PoseError(np.concatenate([p[1].per_pair for p in parts]),
-                     sum(p[1].no_face for p in parts), parts[0][1].annotator)
-    agreement = AuAgreement(np.concatenate([p[2].per_pair for p in parts]),
-                            sum(p[2].no_face for p in parts), parts[0][2].aus,
-                            parts[0][2].annotator)
+    similarity = Csim(np.concatenate([b[0].per_pair for b in batches]),
+                      sum(b[0].no_face_output for b in batches),
+                      sum(b[0].no_face_source for b in batches), batches[0][0].backend)
+    pose = PoseError(np.concatenate([b[1].per_pair for b in batches]),
+                     sum(b[1].no_face for b in batches), batches[0][1].annotator)
+    agreement = AuAgreement(np.concatenate([b[2].per_pair for b in batches]),
+                            sum(b[2].no_face for b in batches), batches[0][2].aus,
+                            batches[0][2].annotator)
     c, p, a = similarity.summary(), pose.summary(), agreement.summary()
     summary = {"pairs": len(similarity.per_pair), "csim": c["csim"], "csim_scored": c["scored"],
                "prmse": p["prmse"], **{f"prmse_{angle}": p[angle] for angle in POSE_COLUMNS},
@@ -145,8 +145,8 @@ def _join(parts: list[tuple], image_metrics: bool) -> tuple[dict, pd.DataFrame]:
                              for k, angle in enumerate(POSE_COLUMNS)}})
     table["face_found"] = np.isfinite(pose.per_pair).all(1)
     if image_metrics:
-        table["ssim"] = np.concatenate([p[3] for p in parts])
-        table["psnr"] = np.concatenate([p[4] for p in parts])
+        table["ssim"] = np.concatenate([b[3] for b in batches])
+        table["psnr"] = np.concatenate([b[4] for b in batches])
         summary["ssim"], summary["psnr"] = float(table["ssim"].mean()), float(table["psnr"].mean())
     return summary, table
 
