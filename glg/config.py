@@ -261,29 +261,22 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """The evaluation (thesis 4.2, Eq. 4.1-4.4; paper Sec IV-C): the trained reenactor on each
-    scenario's fixed pairs, scored by the five metrics; pose and AUs read by `annotate.backend`."""
+    """The five metrics of thesis 4.2 per scenario; pose and AUs read by `annotate.backend`."""
 
     embedder: Literal["dlib", "arcface"] = "dlib"  # CSIM's face embedder; arcface is the paper's
     arcface_weights: str = "data/arcface/backbone.pth"  # arcface_torch backbone.pth (not shipped)
-    pairs: int = 0  # pairs scored per scenario, the first of prepare's fixed list; 0: all
+    pairs: int = 0  # pairs scored per scenario, spread over prepare's fixed list; 0: all
     batch: int = 32  # pairs per model forward and metric step
-    read_size: int = 224  # faces are read at this side, px (Sec III-A's 224): dlib's detector
-    # misses faces under ~80 px, so a smaller prepare.size is upscaled (bilinear) for reading
+    read_size: int = 224  # faces read at this side, px (Sec III-A); dlib misses faces < ~80 px
     grid_rows: int = 4  # pairs in each scenario's sample grid
     device: Device = "auto"
-    # torch CPU threads: on the busy 2-core machine one thread embedded faces 7x faster than two,
-    # whose OpenMP threads spin while the cores run other work (measured); 0: torch's default
-    threads: int = 1
+    threads: int = 1  # torch CPU threads, 0: torch's; 1 embedded 7x faster than 2 on a busy CPU
 
     def check(self) -> None:
-        for key in ("pairs", "threads"):
-            _require(getattr(self, key) >= 0, f"evaluate.{key}", "an integer >= 0",
+        for key, least in (("pairs", 0), ("threads", 0), ("batch", 1), ("grid_rows", 1),
+                           ("read_size", 32)):
+            _require(getattr(self, key) >= least, f"evaluate.{key}", f"an integer >= {least}",
                      getattr(self, key))
-        for key in ("batch", "grid_rows"):
-            _require(getattr(self, key) >= 1, f"evaluate.{key}", "an integer >= 1",
-                     getattr(self, key))
-        _require(self.read_size >= 32, "evaluate.read_size", "an integer >= 32", self.read_size)
 
 
 @dataclass(frozen=True)
