@@ -268,6 +268,26 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    """The five metrics of thesis 4.2 per scenario; pose and AUs read by `annotate.backend`."""
+
+    embedder: Literal["dlib", "arcface"] = "dlib"  # CSIM's face embedder; arcface is the paper's
+    arcface_weights: str = "data/arcface/backbone.pth"  # arcface_torch backbone.pth (not shipped)
+    pairs: int = 0  # pairs scored per scenario, spread over prepare's fixed list; 0: all
+    batch: int = 32  # pairs per model forward and metric step
+    read_size: int = 224  # faces read at this side, px (Sec III-A); dlib misses faces < ~80 px
+    grid_rows: int = 4  # pairs in each scenario's sample grid
+    device: Device = "auto"
+    threads: int = 1  # torch CPU threads, 0: torch's; 1 embedded 7x faster than 2 on a busy CPU
+
+    def check(self) -> None:
+        for key, least in (("pairs", 0), ("threads", 0), ("batch", 1), ("grid_rows", 1),
+                           ("read_size", 32)):
+            _require(getattr(self, key) >= least, f"evaluate.{key}", f"an integer >= {least}",
+                     getattr(self, key))
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole params.yaml: top-level seed plus one config per section."""
 
@@ -281,6 +301,7 @@ class Params:
     loss: LossConfig = field(default_factory=LossConfig)
     lgan: LganConfig = field(default_factory=LganConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 SECTIONS: dict[str, type] = {

@@ -1,0 +1,172 @@
+"""The evaluation stage (thesis 4.2, Eq. 4.1-4.4; paper Sec IV-A, IV-C): the trained reenactor on
+the fixed pairs of each scenario (self, unseen, known), scored by CSIM, SSIM, PSNR, PRMSE and
+AUCON, beside the sanity rows of the same pairs (`glg.evaluate.scoring`).
+
+Writes `metrics/evaluate.json` keyed by scenario (and by extra dataset: `{"celebv": {"unseen":
+...}}`), `metrics/evaluate_sanity.json` (the sanity rows and, with synthetic ground truth, the
+annotator's own error on the evaluated driving frames), the per-pair table
+`data/evaluate/pairs.parquet` and the figures (`glg.evaluate.figures`). The guiding landmarks
+are the checkpoint's `model.landmark_mode`'s; with `lgan` they are g(source identity, driving
+pose, driving AUs) (Eq. 3.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from glg.config import EvaluateConfig
+from glg.data import EvaluationPairs
+from glg.errors import GlgError
+from glg.evaluate.figures import write_distributions, write_grid
+from glg.evaluate.scoring import OUTPUTS, Scores, clip_neutrals_of, score_pairs, subset
+from glg.face_id import make_embedder
+from glg.face_reading import FaceReader, measured_aus
+from glg.frames import read_manifest
+from glg.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS
+from glg.metrics import write_metrics
+from glg.metrics.accuracy import annotation_accuracy
+from glg.prepared import PAIRS, SCENARIOS
+from glg.weights import load_landmark_generator, load_reenactor
+
+PAIRS_TABLE = "pairs.parquet"  # under the stage's data folder, one row per pair and output
+DISTRIBUTIONS = "distributions.png"  # under the figures folder, beside grids/<scenario>.png
+
+
+def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Path,
+             metrics_path: Path, sanity_path: Path, figures_dir: Path, config: EvaluateConfig,
+             annotator: str, extras: Mapping[str, Path] | None = None,
+             ground_truth: Path | None = None, frames_dir: Path | None = None,
+             say: Callable[[str], None] = print) -> dict:
+    """Score the reenactor on `prepared_dir`'s scenarios and on each extra prepared dataset's
+    unseen pairs; write the metrics, sanity rows, per-pair table and figures; return the
+    metrics."""
+    extras = dict(extras or {})
+    for name in extras:
+        if name in (*SCENARIOS, "backends") or not name.isidentifier():
+            raise GlgError(f"--extra {name}: a dataset name must be a plain word other than "
+                           f"{', '.join(SCENARIOS)} and backends")
+    for folder in (prepared_dir, *extras.values()):
+        if not (Path(folder) / PAIRS).is_file():
+            raise GlgError(f"{Path(folder) / PAIRS}: evaluation pairs not found (run prepare "
+                           "first)")
+    device = _device(config.device)
+    if device.type == "cpu" and config.threads:
+        torch.set_num_threads(config.threads)
+    model = load_reenactor(reenact_dir).to(device)
+    mode = model.config.landmark_mode
+    if extras and mode == "lgan":
+        raise GlgError(f"--extra {next(iter(extras))}: the reenactor's model.landmark_mode is "
+                       "lgan, whose generator knows people by the training set's identity "
+                       "table; another dataset's people are not in it (use driving or lst)")
+    lgan = load_landmark_generator(lgan_dir) if mode == "lgan" else None
+    embedder = make_embedder(config.embedder, config.arcface_weights, device)
+    truth = _ground_truth(ground_truth, frames_dir)
+
+    metrics: dict = {}
+    sanity: dict = {}
+    tables, grids = [], {}
+    datasets = [("main", Path(prepared_dir), SCENARIOS), *((n, Path(d), ("unseen",))
+                                                           for n, d in extras.items())]
+    for name, folder, scenarios in datasets:
+        reader = None
+        for scenario in scenarios:
+            pairs = EvaluationPairs(folder, scenario, mode, lgan if name == "main" else None)
+            if pairs.frames.size != model.size:
+                raise GlgError(f"{folder}: frames are {pairs.frames.size} px but the reenactor "
+                               f"was trained at {model.size} px (prepare.size)")
+            reader = reader or FaceReader(annotator, embedder, clip_neutrals_of(pairs.frames),
+                                          str(device))
+            indices = subset(len(pairs), config.pairs)
+            say(f"evaluate: {name} {scenario}: {len(indices)} of {len(pairs)} pairs")
+            scores = _score(pairs, indices, model, reader, config, device, scenario == "self")
+            row = {o: scores.summary[o] for o in OUTPUTS[1:]}
+            if truth is not None and len(scores.driving):
+                row["annotator_vs_truth"] = _annotator_vs_truth(scores.driving, *truth,
+                                                                pairs.frames.size, annotator)
+            target = (metrics, sanity) if name == "main" else (
+                metrics.setdefault(name, {}), sanity.setdefault(name, {}))
+            target[0][scenario], target[1][scenario] = scores.summary["model"], row
+            tables.append(scores.per_pair.assign(dataset=name, scenario=scenario))
+            grids[scenario if name == "main" else f"{name}_{scenario}"] = scores.grid
+
+    backends = {"embedder": config.embedder, "annotator": annotator, "landmark_mode": mode,
+                "aus": [f"AU{au:02d}" for au in measured_aus(annotator)],
+                "aus_measured": len(measured_aus(annotator)), "read_size": config.read_size,
+                "pairs_cap": config.pairs}
+    metrics["backends"] = sanity["backends"] = backends
+    write_metrics(metrics_path, metrics)
+    write_metrics(sanity_path, sanity)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_pair = pd.concat(tables, ignore_index=True)
+    per_pair.to_parquet(out_dir / PAIRS_TABLE, index=False)
+    for key, grid in grids.items():
+        write_grid(figures_dir / "grids" / f"{key}.png", grid)
+    write_distributions(figures_dir / DISTRIBUTIONS, per_pair[per_pair["dataset"] == "main"])
+    return metrics
+
+
+def _device(device: str) -> torch.device:
+    cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise GlgError("evaluate.device=cuda but torch sees no CUDA device")
+    return torch.device("cuda" if cuda else "cpu")
+
+
+def _score(pairs: EvaluationPairs, indices: np.ndarray, model, reader: FaceReader,
+           config: EvaluateConfig, device: torch.device, image_metrics: bool) -> Scores:
+    """Scores of the pairs, or every metric null when the scenario has none."""
+    if len(indices):
+        return score_pairs(pairs, indices, model, reader, config.read_size, config.batch, device,
+                           image_metrics, config.grid_rows)
+    empty = {"pairs": 0, "csim": None, "csim_scored": 0, "prmse": None,
+             **{f"prmse_{angle}": None for angle in POSE_COLUMNS}, "aucon": None,
+             "aucon_aus": len(measured_aus(reader.annotator)), "no_face": 0, "no_face_source": 0}
+    if image_metrics:
+        empty |= {"ssim": None, "psnr": None}
+    return Scores(dict.fromkeys(OUTPUTS, empty), pd.DataFrame(), np.zeros((0, 0, 3), np.uint8),
+                  pd.DataFrame())
+
+
+def _ground_truth(path: Path | None, frames_dir: Path | None) -> tuple | None:
+    """(ground truth, extract's manifest) when the synthesizer's truth is there, else None."""
+    if path is None or not Path(path).is_file():
+        return None
+    if frames_dir is None:
+        raise GlgError(f"{path}: scoring against ground truth needs --frames (extract's "
+                       "manifest maps the truth into the frames)")
+    manifest = read_manifest(frames_dir, ["identity", "video", "frame", "source_frame",
+                                          "crop_x0", "crop_y0", "crop_size"])
+    return pd.read_parquet(path), manifest
+
+
+def _annotator_vs_truth(driving: pd.DataFrame, truth: pd.DataFrame, manifest: pd.DataFrame,
+                        size: int, annotator: str) -> dict:
+    """The annotator's own error on the driving frames as they are read as outputs (each alone,
+    at read_size) against the synthesizer's truth: the floor under PRMSE and AUCON."""
+    landmarks = np.stack(driving["landmarks"].to_numpy())  # (M, 68, 2), S px
+    presence = np.stack(driving["au_presence"].to_numpy())  # (M, 18)
+    measured = measured_aus(annotator)
+    columns = {"identity": driving["identity"], "video": driving["video"],
+               "frame": driving["frame"], "success": driving["found"],
+               **{c: driving[c] for c in POSE_COLUMNS},
+               **dict(zip(X_COLUMNS, landmarks[:, :, 0].T)),
+               **dict(zip(Y_COLUMNS, landmarks[:, :, 1].T)),
+               **dict(zip(AU_PRESENCE, presence.T))}
+    # annotation_accuracy skips an AU whose scores are all NaN: the unmeasured ones
+    columns |= {s: np.where(au in measured, presence[:, k].astype(np.float32), np.nan)
+                for k, (au, s) in enumerate(zip(AU_IDS, AU_SCORE))}
+    accuracy = annotation_accuracy(pd.DataFrame(columns), manifest, truth, size)
+    if accuracy.get("pose_rmse") is None:
+        return {"frames": accuracy["matched_frames"], "note": accuracy.get("note")}
+    pose = accuracy["pose_rmse"]
+    agreement = [v for v in accuracy["au_agreement"].values() if v is not None]
+    return {"frames": accuracy["matched_frames"], "found": accuracy["matched_success_rate"],
+            "prmse": float(np.sqrt(np.mean(np.square(list(pose.values()))))),
+            **{f"prmse_{a}": v for a, v in pose.items()},
+            "aucon": float(np.mean(agreement)) if agreement else None,
+            "aucon_aus": len(agreement), "nme": accuracy["nme"]}
