@@ -32,6 +32,8 @@ MODEL = {"backbone": "vit", "landmark_mode": "lgan", "style": True, "vit_dim": 1
 LOSS = {"vgg_weights": "random", "perceptual": 0.0}
 LGAN = {"identity_dim": 4, "au_dim": 4, "hidden": 16, "steps": 40, "batch": 8, "lr": 0.003,
         "log_every": 5, "checkpoint_every": 20, "device": "cpu"}
+# A demo-sized federation: 2 clients, 2 local steps, 2 rounds before the stop rule may stop it.
+FEDERATED = {"local_steps": 2, "min_rounds": 2, "max_rounds": 3, "round_timeout": 120.0}
 TRAIN = {"steps": 6, "batch": 2, "workers": 0, "log_every": 1, "checkpoint_every": 2,
          "sample_every": 3, "val_pairs": 3, "seed": 0, "device": "cpu"}
 
@@ -53,7 +55,8 @@ def prepared_data(root: Path) -> tuple[Path, Path]:
 
 def write_params(path: Path, **sections: dict) -> Path:
     """params.yaml with the tiny sections above, each updated by `sections`."""
-    params = {"seed": 0, "model": MODEL, "loss": LOSS, "lgan": LGAN, "train": TRAIN}
+    params = {"seed": 0, "model": MODEL, "loss": LOSS, "lgan": LGAN, "train": TRAIN,
+              "federated": FEDERATED}
     for name, changes in sections.items():
         params[name] = {**params[name], **changes}
     path.write_text(yaml.safe_dump(params))

@@ -22,8 +22,9 @@ from torch import nn
 
 from glg import losses
 from glg.checkpoint import digest, load_checkpoint, restore, save_checkpoint, training_state
-from glg.config import LossConfig, ModelConfig, TrainConfig, to_dict
-from glg.data import EvaluationPairs, Pair, TrainingPairs, iterate_pairs, pairs_batch
+from glg.config import FederatedConfig, LossConfig, ModelConfig, TrainConfig, to_dict
+from glg.data import (EvaluationPairs, Pair, PreparedFrames, TrainingPairs, iterate_pairs,
+                      pairs_batch)
 from glg.models import Reenactment, build_discriminator, build_model, crop_parts
 from glg.train.runtime import (Runtime, StepTimer, Trained, adam, autocast, check_finite,
                                code_digest, distribute, open_live, prepared_digest,
@@ -51,9 +52,17 @@ class Networks(NamedTuple):
 
 def train_reenact(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Path,
                   metrics_dir: Path, model_config: ModelConfig, loss_config: LossConfig,
-                  config: TrainConfig, say: Callable[[str], None] = print) -> Trained:
+                  config: TrainConfig, federated: FederatedConfig = FederatedConfig(),
+                  say: Callable[[str], None] = print) -> Trained:
     """Train the reenactor, resuming from `checkpoint_dir`; write `out_dir/reenactor.pt` and the
-    dvclive curves, sample grids and summary into `metrics_dir` (rank 0)."""
+    dvclive curves, sample grids and summary into `metrics_dir` (rank 0). `train.mode:
+    federated` trains it on Flower instead, one client per training identity (thesis 3.6)."""
+    if config.mode == "federated":
+        # here, not at the top: central training never loads Flower and Ray
+        from glg.train.flower_apps import train_federated
+
+        return train_federated(prepared_dir, lgan_dir, out_dir, checkpoint_dir, metrics_dir,
+                               model_config, loss_config, config, federated, say)
     runtime = start_runtime("train", config.device, config.precision)
     try:
         return _train(prepared_dir, lgan_dir, out_dir, checkpoint_dir, metrics_dir,
@@ -74,15 +83,8 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
     validation = EvaluationPairs(prepared_dir, "self", mode, lgan)
     val_rows = range(min(config.val_pairs, len(validation)))
 
-    torch.manual_seed(config.seed)
-    model = build_model(model_config, size=size).to(device)
-    discriminator = build_discriminator(model_config).to(device)
-    vgg = None
-    if loss_config.perceptual > 0:
-        vgg = losses.build_vgg19(loss_config.vgg_weights, config.seed).to(device)
-    if device.type == "cuda":  # plain conv stacks, where NHWC kernels help
-        discriminator = discriminator.to(memory_format=torch.channels_last)
-        vgg = vgg and vgg.to(memory_format=torch.channels_last)
+    model, discriminator = build_networks(model_config, size, device, config.seed)
+    vgg = build_perceptual(loss_config, device, config.seed)
     perceptual_weights = vgg.weights_used if vgg is not None else "none"
     opt_g = adam(model.parameters(), config.lr, config.betas)
     opt_d = adam(discriminator.parameters(), config.lr, config.betas)
@@ -90,8 +92,7 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
     fingerprint = {
         "model": to_dict(model_config), "loss": to_dict(loss_config),
         "train": {key: getattr(config, key) for key in TRAJECTORY},
-        "inputs": {"code": code_digest(), "prepared": prepared_digest(frames),
-                   "lgan": None if lgan is None else digest(lgan.state_dict().items())},
+        "inputs": input_digests(frames, lgan),
     }
     if runtime.world > 1 and not runtime.main:
         torch.distributed.barrier()  # rank 0 first: it may delete checkpoints of other params
@@ -188,6 +189,33 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
          "l1_source_copied": history.get("val_l1_source_copied"), "pairs": len(val_rows)})
     live.end()
     return Trained(model, dict(live.summary))
+
+
+def build_networks(model_config: ModelConfig, size: int, device: torch.device,
+                   seed: int) -> tuple[nn.Module, nn.Module]:
+    """G and D on `device`, initialised from `seed` (the same for every trainer)."""
+    torch.manual_seed(seed)
+    model = build_model(model_config, size=size).to(device)
+    discriminator = build_discriminator(model_config).to(device)
+    if device.type == "cuda":  # a plain conv stack, where NHWC kernels help
+        discriminator = discriminator.to(memory_format=torch.channels_last)
+    return model, discriminator
+
+
+def build_perceptual(loss_config: LossConfig, device: torch.device,
+                     seed: int) -> losses.VggFeatures | None:
+    """The frozen VGG19 of the perceptual loss on `device`, or None when `loss.perceptual` is 0."""
+    if loss_config.perceptual == 0:
+        return None
+    vgg = losses.build_vgg19(loss_config.vgg_weights, seed).to(device)
+    return vgg.to(memory_format=torch.channels_last) if device.type == "cuda" else vgg
+
+
+def input_digests(frames: PreparedFrames, lgan: nn.Module | None) -> dict[str, str | None]:
+    """What a trained reenactor depends on besides params, for checkpoint fingerprints: the
+    code, the prepared data and the landmark generator."""
+    return {"code": code_digest(), "prepared": prepared_digest(frames),
+            "lgan": None if lgan is None else digest(lgan.state_dict().items())}
 
 
 def train_step(nets: Networks, batch: Pair, loss_config: LossConfig,
