@@ -98,6 +98,8 @@ def test_the_stop_rule_is_algorithm_1s():
     assert next_round(noisy, config).go_on  # Var 8 >= 3
     assert next_round([30.0] + flat, config).variance == pytest.approx(0.4)  # the last 5 only
     assert not next_round(noisy + noisy[:4], config).go_on  # the cap: no round 10
+    longer = parse_section("federated", {"tau": 3.0, "min_rounds": 7})
+    assert next_round(flat + flat[:1], longer).go_on  # round 7 <= min_rounds, converged or not
 
 
 
