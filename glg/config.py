@@ -247,9 +247,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, else fp32
     compile: bool = False  # torch.compile the networks (CUDA: faster after a minute of compiling)
     keep_checkpoints: int = 2  # newest checkpoints kept; older ones are deleted
-    # central: one trainer over every training pair; federated: thesis 3.6's FedGAN on Flower,
-    # one client per training identity (the `federated` section; glg.train.federated)
-    mode: Literal["central", "federated"] = "central"
+    mode: Literal["central", "federated"] = "central"  # federated: thesis 3.6 (`federated`)
 
     def check(self) -> None:
         for key in ("steps", "batch", "log_every", "checkpoint_every", "sample_every",
@@ -264,26 +262,22 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class FederatedConfig:
-    """Federated training of the reenactor (thesis 3.6.2, Algorithm 1): FedGAN's rounds of E
-    local steps per client, FedAvg of G and D, stopped on the generator loss's variance."""
+    """Federated training of the reenactor: FedGAN on FedAvg (thesis 3.6.2, Algorithm 1)."""
 
     local_steps: int = 100  # E, local steps of G and D per client and round (Algorithm 1)
     lr: float = 1e-4  # eta_g = eta_d, the clients' learning rate of G and D (Algorithm 1)
     tau: float = 3.0  # stop once Var(L_G) over the last 5 rounds is < tau (Algorithm 1)
     min_rounds: int = 5  # rounds always run: `while round <= 5 or ...` (Algorithm 1)
     max_rounds: int = 200  # cap on the rounds; the thesis has none, our choice
-    weighting: Literal["equal", "examples"] = "equal"  # FedAvg shares: thesis 3.6.2's equal,
-    # or by each client's training pairs (FedAvg's n_i / n, Eq. 2.2)
+    weighting: Literal["equal", "examples"] = "equal"  # thesis 3.6.2, or n_i / n (Eq. 2.2)
     round_timeout: float = 3600.0  # seconds the server waits for replies; late ones are missing
 
     def check(self) -> None:
-        for key in ("local_steps", "min_rounds", "max_rounds"):
-            _require(getattr(self, key) >= 1, f"federated.{key}", "an integer >= 1",
-                     getattr(self, key))
-        _require(self.lr > 0, "federated.lr", "a positive number", self.lr)
-        _require(self.tau >= 0, "federated.tau", "a number >= 0", self.tau)
-        _require(self.round_timeout > 0, "federated.round_timeout", "a positive number",
-                 self.round_timeout)
+        for key, low in {"local_steps": 1, "min_rounds": 1, "max_rounds": 1, "tau": 0}.items():
+            value = getattr(self, key)
+            _require(value >= low, f"federated.{key}", f"a number >= {low}", value)
+        for key in ("lr", "round_timeout"):
+            _require(getattr(self, key) > 0, f"federated.{key}", "a number > 0", getattr(self, key))
 
 
 @dataclass(frozen=True)

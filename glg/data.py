@@ -103,10 +103,6 @@ class PreparedFrames:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["dir"])
 
-    def training_identities(self) -> list[int]:
-        """The identities (rows of identities.parquet) with training frames, ascending."""
-        return np.unique(self.identity[self.rows("train")]).tolist()
-
     def rows(self, split: str) -> np.ndarray:
         """Row indices of one split (`glg.prepared.SPLITS`), in stored order (clip by clip)."""
         return np.flatnonzero(self.split == SPLITS.index(split))
@@ -223,21 +219,17 @@ class TrainingPairs(_Pairs):
     from (seed, epoch, i): the same for any number of workers. Call `set_epoch` before each
     pass for fresh driving frames (with `persistent_workers=False`, so workers see it). In
     `lgan` mode each training frame's landmarks are generated from its own identity, pose and
-    AUs: a training pair is one person, so the source identity is the driving's. With
-    `identity` (a row of identities.parquet) only that person's training frames are used, as
-    one federated client sees them (thesis 3.6.1).
-    """
+    AUs: a training pair is one person, so the source identity is the driving's. `identity`
+    (a row of identities.parquet) keeps one person's frames, a federated client's (thesis 3.6.1)."""
 
     def __init__(self, prepared_dir: str | Path, seed: int,
                  landmark_mode: LandmarkMode = "driving", lgan: LandmarkGenerator | None = None,
                  identity: int | None = None):
         super().__init__(prepared_dir, landmark_mode, lgan)
         train = self.frames.rows("train")
-        if identity is not None:
-            train = train[self.frames.identity[train] == identity]
+        train = train if identity is None else train[self.frames.identity[train] == identity]
         if len(train) == 0:
-            who = "" if identity is None else f" of identity {identity}"
-            raise GlgError(f"{self.frames.dir}: no training frames{who}")
+            raise GlgError(f"{self.frames.dir}: no training frames (identity {identity})")
         clip = self.frames.clip[train]
         order = np.argsort(clip, kind="stable")
         self.rows = train[order]  # training frames grouped by clip

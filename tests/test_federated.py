@@ -22,7 +22,7 @@ from glg.config import parse_section
 from glg.models import build_landmark_gan
 from glg.train.federated import TRAIN_MESSAGE, Job, next_round
 from glg.train.flower_apps import build_client_app
-from glg.train.reenact import build_networks
+from glg.train.reenact_step import build_networks
 from glg.weights import load_reenactor, save_landmark_generator
 from stages.train_reenact import app
 

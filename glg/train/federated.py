@@ -33,7 +33,7 @@ from glg.config import (FederatedConfig, LossConfig, ModelConfig, TrainConfig, p
                         to_dict)
 from glg.data import PreparedFrames, TrainingPairs, iterate_pairs
 from glg.errors import GlgError
-from glg.train.reenact import Networks, build_networks, build_perceptual, train_step
+from glg.train.reenact_step import Networks, build_networks, build_perceptual, train_step
 from glg.train.runtime import Trained, adam, open_live, start_runtime
 from glg.weights import load_landmark_generator, save_reenactor
 
@@ -257,6 +257,11 @@ def local_round(content: RecordDict, prepared_dir: Path, lgan_dir: Path,
             "seconds": time.perf_counter() - started, "memory_mib": rss})})
 
 
+def training_identities(frames: PreparedFrames) -> list[int]:
+    """The clients: identities (rows of identities.parquet) with training frames, ascending."""
+    return np.unique(frames.identity[frames.rows("train")]).tolist()
+
+
 def _setup(prepared_dir: Path, lgan_dir: Path, partition: int, recipe: str) -> _Local:
     """The client's dataset and networks, built on its first round."""
     key = (prepared_dir, lgan_dir, partition, recipe)
@@ -269,7 +274,7 @@ def _setup(prepared_dir: Path, lgan_dir: Path, partition: int, recipe: str) -> _
         runtime = start_runtime("train", train["device"], train["precision"])
         mode = model_config.landmark_mode
         lgan = load_landmark_generator(lgan_dir) if mode == "lgan" else None
-        identities = PreparedFrames(prepared_dir).training_identities()
+        identities = training_identities(PreparedFrames(prepared_dir))
         if not 0 <= partition < len(identities):
             raise GlgError(f"{prepared_dir}: client partition {partition} but "
                            f"{len(identities)} training identities")

@@ -21,8 +21,8 @@ import glg.engine  # noqa: F401  sets RAY_ENABLE_UV_RUN_RUNTIME_ENV before Ray i
 from glg.config import FederatedConfig, LossConfig, ModelConfig, TrainConfig, load_params
 from glg.data import PreparedFrames
 from glg.errors import GlgError
-from glg.train.federated import Job, federate, local_round
-from glg.train.reenact import input_digests
+from glg.train.federated import Job, federate, local_round, training_identities
+from glg.train.reenact_step import input_digests
 from glg.train.runtime import Trained, code_digest
 from glg.weights import load_landmark_generator
 
@@ -79,7 +79,7 @@ def train_federated(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoin
     from flwr.simulation import run_simulation  # starts Ray: only when simulating
 
     frames = PreparedFrames(prepared_dir)
-    clients = len(frames.training_identities())
+    clients = len(training_identities(frames))
     lgan = load_landmark_generator(lgan_dir) if model_config.landmark_mode == "lgan" else None
     job = Job(model_config, loss_config, config, federated, frames.size, Path(out_dir),
               Path(checkpoint_dir), Path(metrics_dir), input_digests(frames, lgan))
