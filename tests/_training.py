@@ -13,9 +13,11 @@ from _prepare_data import write_dataset
 
 from glg.annotations import write_identities
 from glg.checkpoint import digest
-from glg.config import PrepareConfig, load_params
+from glg.config import PrepareConfig, load_params, parse_section
+from glg.models import build_landmark_gan
 from glg.prepare import prepare
 from glg.train.reenact import train_reenact
+from glg.weights import save_landmark_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 S = 56  # 7 * 2^3: the smallest crop the flow head and 14-px patches both allow
@@ -51,6 +53,15 @@ def prepared_data(root: Path) -> tuple[Path, Path]:
         size=S, unseen_identities=2, test_clips=1, known_identities=2, self_pairs=6,
         unseen_pairs=4, known_pairs=4), seed=0)
     return root / "prepared", annotations
+
+
+def prepared_with_lgan(root: Path) -> tuple[Path, Path]:
+    """(prepared, lgan): the tiny dataset and an (untrained) landmark generator for it."""
+    prepared, _ = prepared_data(root)
+    torch.manual_seed(0)
+    generator, _ = build_landmark_gan(parse_section("lgan", LGAN), size=S, identities=4)
+    save_landmark_generator(root / "lgan", generator, parse_section("lgan", LGAN), 4)
+    return prepared, root / "lgan"
 
 
 def write_params(path: Path, **sections: dict) -> Path:

@@ -13,17 +13,16 @@ import time
 import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
-from _training import LGAN, LOSS, MODEL, ROOT, S, TRAIN, prepared_data, read_tsv, reenact_args, write_params
+from _training import LOSS, MODEL, ROOT, S, TRAIN, prepared_with_lgan, read_tsv, reenact_args, write_params
 from flwr.supercore.task_identity import TaskIdentity
 from typer.testing import CliRunner
 
 from glg.checkpoint import checkpoints, digest
 from glg.config import parse_section
-from glg.models import build_landmark_gan
 from glg.train.federated import TRAIN_MESSAGE, Job, next_round
 from glg.train.flower_apps import build_client_app
 from glg.train.reenact_step import build_networks
-from glg.weights import load_reenactor, save_landmark_generator
+from glg.weights import load_reenactor
 from stages.train_reenact import app
 
 FEDERATED = {"train": {"mode": "federated"}}
@@ -32,12 +31,7 @@ FEDERATED = {"train": {"mode": "federated"}}
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """(prepared, lgan): the tiny dataset (2 training identities) and a landmark generator."""
-    root = tmp_path_factory.mktemp("data")
-    prepared, _ = prepared_data(root)
-    torch.manual_seed(0)
-    generator, _ = build_landmark_gan(parse_section("lgan", LGAN), size=S, identities=4)
-    save_landmark_generator(root / "lgan", generator, parse_section("lgan", LGAN), 4)
-    return prepared, root / "lgan"
+    return prepared_with_lgan(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")
