@@ -40,27 +40,27 @@ TRAIN = {"steps": 6, "batch": 2, "workers": 0, "log_every": 1, "checkpoint_every
          "sample_every": 3, "val_pairs": 3, "seed": 0, "device": "cpu"}
 
 
-def prepared_data(root: Path) -> tuple[Path, Path]:
-    """A prepared dataset at S px (4 people, 2 of them unseen) and annotations with face
-    embeddings; returns (prepared, annotations)."""
-    frames, annotations = write_dataset(root, identities=4, clips=2, frames=6, side=96)
+def prepared_data(root: Path, people: int = 4) -> tuple[Path, Path]:
+    """A prepared dataset at S px (`people` people, 2 of them unseen, so `people - 2` training
+    identities) and annotations with face embeddings; returns (prepared, annotations)."""
+    frames, annotations = write_dataset(root, identities=people, clips=2, frames=6, side=96)
     rng = np.random.default_rng(0)
     write_identities(annotations, [
         {"identity": f"id{i:02d}", "video": f"clip{c}", "backend": "dlib",
          "embedding": rng.normal(size=128).astype(np.float32)}
-        for i in range(4) for c in range(2)])
+        for i in range(people) for c in range(2)])
     prepare(frames, annotations, root / "prepared", PrepareConfig(
         size=S, unseen_identities=2, test_clips=1, known_identities=2, self_pairs=6,
         unseen_pairs=4, known_pairs=4), seed=0)
     return root / "prepared", annotations
 
 
-def prepared_with_lgan(root: Path) -> tuple[Path, Path]:
+def prepared_with_lgan(root: Path, people: int = 4) -> tuple[Path, Path]:
     """(prepared, lgan): the tiny dataset and an (untrained) landmark generator for it."""
-    prepared, _ = prepared_data(root)
+    prepared, _ = prepared_data(root, people)
     torch.manual_seed(0)
-    generator, _ = build_landmark_gan(parse_section("lgan", LGAN), size=S, identities=4)
-    save_landmark_generator(root / "lgan", generator, parse_section("lgan", LGAN), 4)
+    generator, _ = build_landmark_gan(parse_section("lgan", LGAN), size=S, identities=people)
+    save_landmark_generator(root / "lgan", generator, parse_section("lgan", LGAN), people)
     return prepared, root / "lgan"
 
 

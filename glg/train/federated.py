@@ -125,6 +125,7 @@ def federate(grid: Grid, job: Job, say: Callable[[str], None] = print) -> Traine
         say(f"train_reenact: federated, resuming after round {done}")
     live = open_live(job.metrics_dir, done if state is not None else None)
     decision = next_round(history["loss_g"], fed)
+    good: dict = {}
     while decision.go_on:
         done += 1
         started = time.perf_counter()
@@ -133,12 +134,15 @@ def federate(grid: Grid, job: Job, say: Callable[[str], None] = print) -> Traine
         messages = [Message(content, node, TRAIN_MESSAGE, group_id=str(done)) for node in nodes]
         replies = list(grid.send_and_receive(messages, timeout=fed.round_timeout))
         sent = time.perf_counter()
+        # the last round's clients too: one the SuperLink already dropped is missing as well
+        expected = sorted(set(nodes) | set(good))
         good = {r.metadata.src_node_id: r for r in replies if not r.has_error()}
-        for node in nodes:
+        for node in expected:
             if node not in good:
                 why = next((r.error.reason.splitlines()[-1] for r in replies
                             if r.metadata.src_node_id == node and r.has_error()),
-                           f"no reply in {fed.round_timeout:g} s")
+                           f"no reply in {fed.round_timeout:g} s" if node in nodes
+                           else "no longer connected")
                 who = history["identities"].get(str(node), "unknown")
                 say(f"federated: round {done}: client {node} (identity {who}) missing: {why}; "
                     f"averaging the {len(good)} other(s)")
