@@ -51,6 +51,8 @@ def test_a_simulated_federation_writes_the_reenactor_and_its_rounds(federation):
     model = load_reenactor(root / "reenact")  # what evaluate reads, as after central training
     state = torch.load(checkpoints(root / "checkpoints/reenact")[-1], weights_only=True)
     assert digest(model.state_dict().items()) == digest(state["models"]["model"].items())
+    untrained, _ = build_networks(parse_section("model", MODEL), S, torch.device("cpu"), seed=0)
+    assert digest(model.state_dict().items()) != digest(untrained.state_dict().items())
     curves = root / "metrics/train_reenact/plots/metrics"
     assert list(read_tsv(curves / "round/loss_g.tsv")) == [1, 2, 3]
     assert read_tsv(curves / "round/go_on.tsv") == {1: 1, 2: 1, 3: 0}

@@ -153,7 +153,9 @@ def test_a_deployment_on_loopback_writes_the_reenactor_and_its_rounds(loopback):
     state = torch.load(checkpoints(out / "checkpoints")[-1], weights_only=True)
     assert state["step"] == 2
     assert digest(model.state_dict().items()) == digest(state["models"]["model"].items())
-    assert read_tsv(out / "metrics/plots/metrics/round/clients.tsv") == {1: 2, 2: 2}
+    curves = out / "metrics/plots/metrics"
+    assert read_tsv(curves / "round/clients.tsv") == {1: 2, 2: 2}
+    assert len(list((curves / "client").iterdir())) == 2  # each SuperNode its own person
 
 
 def test_a_client_killed_mid_run_is_named_and_the_round_completes_without_it(loopback):
