@@ -5,7 +5,7 @@ loop's overhead, and peak memory; on CUDA, samples/s at batch 32 in bf16 and the
     python benchmarks/bench_train.py [--steps 6] [--device cpu|cuda]
 
 Builds its data in a temporary folder (6 identities x 3 clips x 40 frames of 256 px JPEGs,
-prepared at params.yaml's `prepare.size`) and runs `glg.train.reenact.train_step` on batches of
+prepared at params.yaml's `prepare.size`) and runs `glg.train.reenact_step.train_step` on batches of
 `glg.data.iterate_pairs`, exactly as the trainer does, with params.yaml's `model`, `loss` and
 `train`. Every figure comes with a reference measured in the same run: the loop against the
 forward and backward of G and D alone on one fixed batch (loop overhead = whole step / that),
@@ -37,7 +37,7 @@ from glg.config import PrepareConfig, load_params  # noqa: E402
 from glg.data import TrainingPairs, iterate_pairs  # noqa: E402
 from glg.models import build_discriminator, build_model  # noqa: E402
 from glg.prepare import prepare  # noqa: E402
-from glg.train.reenact import Networks, generator_terms, train_step  # noqa: E402
+from glg.train.reenact_step import Networks, generator_terms, train_step  # noqa: E402
 from glg.train.runtime import Runtime, StepTimer, adam, autocast, start_runtime  # noqa: E402
 
 PHASES = ("loader", "forward", "backward", "optimizer")

@@ -221,15 +221,17 @@ class TrainingPairs(_Pairs):
     from (seed, epoch, i): the same for any number of workers. Call `set_epoch` before each
     pass for fresh driving frames (with `persistent_workers=False`, so workers see it). In
     `lgan` mode each training frame's landmarks are generated from its own identity, pose and
-    AUs: a training pair is one person, so the source identity is the driving's.
-    """
+    AUs: a training pair is one person, so the source identity is the driving's. `identity`
+    (a row of identities.parquet) keeps one person's frames, a federated client's (thesis 3.6.1)."""
 
     def __init__(self, prepared_dir: str | Path, seed: int,
-                 landmark_mode: LandmarkMode = "driving", lgan: LandmarkGenerator | None = None):
+                 landmark_mode: LandmarkMode = "driving", lgan: LandmarkGenerator | None = None,
+                 identity: int | None = None):
         super().__init__(prepared_dir, landmark_mode, lgan)
         train = self.frames.rows("train")
+        train = train if identity is None else train[self.frames.identity[train] == identity]
         if len(train) == 0:
-            raise GlgError(f"{self.frames.dir}: no training frames")
+            raise GlgError(f"{self.frames.dir}: no training frames (identity {identity})")
         clip = self.frames.clip[train]
         order = np.argsort(clip, kind="stable")
         self.rows = train[order]  # training frames grouped by clip
@@ -320,8 +322,7 @@ def decode_pair(raw: Pair, device: torch.device | str | None = None,
         raw = raw._replace(source=source, driving=decode_jpegs(raw.driving, device),
                            source_parts=type(raw.driving_heatmap_parts)(parts))
     return Pair(
-        source=image(raw.source),
-        driving=image(raw.driving),
+        source=image(raw.source), driving=image(raw.driving),
         source_landmarks=move(raw.source_landmarks),
         driving_landmarks=move(raw.driving_landmarks),
         reenacted_landmarks=move(raw.reenacted_landmarks),
@@ -330,8 +331,7 @@ def decode_pair(raw: Pair, device: torch.device | str | None = None,
         driving_heatmap_parts=type(raw.driving_heatmap_parts)(
             heatmap(t) for t in raw.driving_heatmap_parts),
         part_centres=move(raw.part_centres),
-        driving_pose=move(raw.driving_pose),
-        driving_aus=move(raw.driving_aus),
+        driving_pose=move(raw.driving_pose), driving_aus=move(raw.driving_aus),
         source_identity=move(raw.source_identity),
         driving_identity=move(raw.driving_identity),
     )

@@ -27,11 +27,12 @@ def main(
     metrics: Metrics = Path("metrics/train_reenact"),
     params: Params = Path("params.yaml"),
 ) -> None:
-    """Train the reenactor on self-reenactment pairs; resume from the last good checkpoint."""
+    """Train the reenactor on self-reenactment pairs, centrally or federated (`train.mode`);
+    resume from the last good checkpoint."""
     model, loss = load_params("model", params), load_params("loss", params)
-    config = load_params("train", params)
+    config, federated = load_params("train", params), load_params("federated", params)
     summary = train_reenact(prepared, lgan, out, checkpoints, metrics, model, loss, config,
-                            say=typer.echo).summary
+                            federated, say=typer.echo).summary
     val = summary.get("val", {})
     if val.get("l1") is not None:
         typer.echo(f"train_reenact: validation L1 {val['l1']:.4f} (step 0 {val['l1_step_0']:.4f}, "

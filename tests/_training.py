@@ -13,9 +13,11 @@ from _prepare_data import write_dataset
 
 from glg.annotations import write_identities
 from glg.checkpoint import digest
-from glg.config import PrepareConfig, load_params
+from glg.config import PrepareConfig, load_params, parse_section
+from glg.models import build_landmark_gan
 from glg.prepare import prepare
 from glg.train.reenact import train_reenact
+from glg.weights import save_landmark_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 S = 56  # 7 * 2^3: the smallest crop the flow head and 14-px patches both allow
@@ -32,28 +34,41 @@ MODEL = {"backbone": "vit", "landmark_mode": "lgan", "style": True, "vit_dim": 1
 LOSS = {"vgg_weights": "random", "perceptual": 0.0}
 LGAN = {"identity_dim": 4, "au_dim": 4, "hidden": 16, "steps": 40, "batch": 8, "lr": 0.003,
         "log_every": 5, "checkpoint_every": 20, "device": "cpu"}
+# A demo-sized federation: 2 clients, 2 local steps, 2 rounds before the stop rule may stop it.
+FEDERATED = {"local_steps": 2, "min_rounds": 2, "max_rounds": 3, "round_timeout": 120.0}
 TRAIN = {"steps": 6, "batch": 2, "workers": 0, "log_every": 1, "checkpoint_every": 2,
          "sample_every": 3, "val_pairs": 3, "seed": 0, "device": "cpu"}
 
 
-def prepared_data(root: Path) -> tuple[Path, Path]:
-    """A prepared dataset at S px (4 people, 2 of them unseen) and annotations with face
-    embeddings; returns (prepared, annotations)."""
-    frames, annotations = write_dataset(root, identities=4, clips=2, frames=6, side=96)
+def prepared_data(root: Path, people: int = 4) -> tuple[Path, Path]:
+    """A prepared dataset at S px (`people` people, 2 of them unseen, so `people - 2` training
+    identities) and annotations with face embeddings; returns (prepared, annotations)."""
+    frames, annotations = write_dataset(root, identities=people, clips=2, frames=6, side=96)
     rng = np.random.default_rng(0)
     write_identities(annotations, [
         {"identity": f"id{i:02d}", "video": f"clip{c}", "backend": "dlib",
          "embedding": rng.normal(size=128).astype(np.float32)}
-        for i in range(4) for c in range(2)])
+        for i in range(people) for c in range(2)])
     prepare(frames, annotations, root / "prepared", PrepareConfig(
         size=S, unseen_identities=2, test_clips=1, known_identities=2, self_pairs=6,
         unseen_pairs=4, known_pairs=4), seed=0)
     return root / "prepared", annotations
 
 
+def prepared_with_lgan(root: Path, people: int = 4) -> tuple[Path, Path]:
+    """(prepared, lgan): the tiny dataset and an (untrained) landmark generator for it."""
+    prepared, _ = prepared_data(root, people)
+    torch.manual_seed(0)
+    generator, _ = build_landmark_gan(parse_section("lgan", LGAN), size=S, identities=people)
+    save_landmark_generator(root / "lgan", generator, parse_section("lgan", LGAN),
+                            [f"id{i:02d}" for i in range(people)])
+    return prepared, root / "lgan"
+
+
 def write_params(path: Path, **sections: dict) -> Path:
     """params.yaml with the tiny sections above, each updated by `sections`."""
-    params = {"seed": 0, "model": MODEL, "loss": LOSS, "lgan": LGAN, "train": TRAIN}
+    params = {"seed": 0, "model": MODEL, "loss": LOSS, "lgan": LGAN, "train": TRAIN,
+              "federated": FEDERATED}
     for name, changes in sections.items():
         params[name] = {**params[name], **changes}
     path.write_text(yaml.safe_dump(params))

@@ -14,28 +14,20 @@ import time
 import pytest
 import torch
 import torch.multiprocessing as mp
-from _training import (LGAN, ROOT, S, logged_steps, prepared_data, read_tsv, reenact_args,
+from _training import (ROOT, logged_steps, prepared_with_lgan, read_tsv, reenact_args,
                        train_in_process, write_params)
 from typer.testing import CliRunner
 
 from glg import losses
 from glg.checkpoint import checkpoints, digest
-from glg.config import parse_section
-from glg.models import build_landmark_gan
-from glg.weights import load_reenactor, save_landmark_generator
+from glg.weights import load_reenactor
 from stages.train_reenact import app
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """(prepared, lgan): the tiny dataset and an (untrained) landmark generator for it."""
-    root = tmp_path_factory.mktemp("data")
-    prepared, _ = prepared_data(root)
-    torch.manual_seed(0)
-    generator, _ = build_landmark_gan(parse_section("lgan", LGAN), size=S, identities=4)
-    save_landmark_generator(root / "lgan", generator, parse_section("lgan", LGAN),
-                            [f"id{i:02d}" for i in range(4)])
-    return prepared, root / "lgan"
+    return prepared_with_lgan(tmp_path_factory.mktemp("data"))
 
 
 def run(tmp_path, data, **sections):

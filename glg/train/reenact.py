@@ -14,20 +14,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from glg import losses
-from glg.checkpoint import digest, load_checkpoint, restore, save_checkpoint, training_state
-from glg.config import LossConfig, ModelConfig, TrainConfig, to_dict
+from glg.checkpoint import load_checkpoint, restore, save_checkpoint, training_state
+from glg.config import FederatedConfig, LossConfig, ModelConfig, TrainConfig, to_dict
 from glg.data import EvaluationPairs, Pair, TrainingPairs, iterate_pairs, pairs_batch
-from glg.models import Reenactment, build_discriminator, build_model, crop_parts
-from glg.train.runtime import (Runtime, StepTimer, Trained, adam, autocast, check_finite,
-                               code_digest, distribute, open_live, prepared_digest,
-                               start_runtime, stop_runtime, unwrapped)
+from glg.models import Reenactment
+from glg.train.reenact_step import (Networks, build_networks, build_perceptual, input_digests,
+                                   train_step)
+from glg.train.runtime import (Runtime, StepTimer, Trained, adam, autocast, distribute,
+                               open_live, start_runtime, stop_runtime)
 from glg.variants import variant_name
 from glg.warp import warp
 from glg.prepared import read_identities
@@ -40,21 +40,19 @@ TRAJECTORY = ("batch", "lr", "betas", "seed")
 SAMPLE_ROWS = 4  # pairs in a sample grid
 
 
-class Networks(NamedTuple):
-    """What one step trains: G (possibly DDP/compiled), D (possibly DDP), the frozen VGG19."""
-
-    model: nn.Module
-    discriminator: nn.Module
-    vgg: losses.VggFeatures | None  # None when `loss.perceptual` is 0: a frozen net, skipped
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-
-
 def train_reenact(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Path,
                   metrics_dir: Path, model_config: ModelConfig, loss_config: LossConfig,
-                  config: TrainConfig, say: Callable[[str], None] = print) -> Trained:
+                  config: TrainConfig, federated: FederatedConfig = FederatedConfig(),
+                  say: Callable[[str], None] = print) -> Trained:
     """Train the reenactor, resuming from `checkpoint_dir`; write `out_dir/reenactor.pt` and the
-    dvclive curves, sample grids and summary into `metrics_dir` (rank 0)."""
+    dvclive curves, sample grids and summary into `metrics_dir` (rank 0). `train.mode:
+    federated` trains it on Flower instead, one client per training identity (thesis 3.6)."""
+    if config.mode == "federated":
+        # here, not at the top: central training never loads Flower and Ray
+        from glg.train.flower_apps import train_federated
+
+        return train_federated(prepared_dir, lgan_dir, out_dir, checkpoint_dir, metrics_dir,
+                               model_config, loss_config, config, federated, say)
     runtime = start_runtime("train", config.device, config.precision)
     try:
         return _train(prepared_dir, lgan_dir, out_dir, checkpoint_dir, metrics_dir,
@@ -75,15 +73,8 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
     validation = EvaluationPairs(prepared_dir, "self", mode, lgan)
     val_rows = range(min(config.val_pairs, len(validation)))
 
-    torch.manual_seed(config.seed)
-    model = build_model(model_config, size=size).to(device)
-    discriminator = build_discriminator(model_config).to(device)
-    vgg = None
-    if loss_config.perceptual > 0:
-        vgg = losses.build_vgg19(loss_config.vgg_weights, config.seed).to(device)
-    if device.type == "cuda":  # plain conv stacks, where NHWC kernels help
-        discriminator = discriminator.to(memory_format=torch.channels_last)
-        vgg = vgg and vgg.to(memory_format=torch.channels_last)
+    model, discriminator = build_networks(model_config, size, device, config.seed)
+    vgg = build_perceptual(loss_config, device, config.seed)
     perceptual_weights = vgg.weights_used if vgg is not None else "none"
     opt_g = adam(model.parameters(), config.lr, config.betas)
     opt_d = adam(discriminator.parameters(), config.lr, config.betas)
@@ -91,8 +82,7 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
     fingerprint = {
         "model": to_dict(model_config), "loss": to_dict(loss_config),
         "train": {key: getattr(config, key) for key in TRAJECTORY},
-        "inputs": {"code": code_digest(), "prepared": prepared_digest(frames),
-                   "lgan": None if lgan is None else digest(lgan.state_dict().items())},
+        "inputs": input_digests(frames, lgan),
     }
     if runtime.world > 1 and not runtime.main:
         torch.distributed.barrier()  # rank 0 first: it may delete checkpoints of other params
@@ -191,65 +181,6 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
          "l1_source_copied": history.get("val_l1_source_copied"), "pairs": len(val_rows)})
     live.end()
     return Trained(model, dict(live.summary))
-
-
-def train_step(nets: Networks, batch: Pair, loss_config: LossConfig,
-               part_sizes: tuple[tuple[int, int], ...], size: int, runtime: Runtime, step: int,
-               timer: StepTimer | None = None) -> dict[str, torch.Tensor]:
-    """One update of D (driving real, reenacted fake; Eq. 3.7), then of G (Eq. 3.5); returns
-    the detached weighted loss terms. Stops on a NaN or infinite term before applying it."""
-    timer = timer or StepTimer()
-    with timer("forward"), autocast(runtime):
-        out = nets.model(batch)
-        judged = nets.discriminator(torch.cat([batch.driving, out.image.detach()]))
-        real_logits, fake_logits = judged.logits.float().chunk(2)
-        loss_d = losses.discriminator_loss(real_logits, fake_logits)
-    check_finite(step, {"discriminator": loss_d})
-    with timer("backward"):
-        nets.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-    with timer("optimizer"):
-        nets.opt_d.step()
-
-    judge = unwrapped(nets.discriminator)  # G's step goes around DDP: D is not updated by it
-    judge.requires_grad_(False)
-    with timer("forward"), autocast(runtime):
-        fake = judge(out.image)
-        with torch.no_grad():
-            real = judge(batch.driving)
-        terms = losses.weighted(generator_terms(out, batch, fake, real, nets.vgg, part_sizes,
-                                                size), loss_config)
-    check_finite(step, terms)
-    with timer("backward"):
-        nets.opt_g.zero_grad(set_to_none=True)
-        sum(terms.values()).backward()
-    judge.requires_grad_(True)
-    with timer("optimizer"):
-        nets.opt_g.step()
-    return {"discriminator": loss_d.detach(), **{k: v.detach() for k, v in terms.items()}}
-
-
-def generator_terms(out: Reenactment, batch: Pair, fake, real, vgg: losses.VggFeatures | None,
-                    part_sizes: tuple[tuple[int, int], ...], size: int) -> dict[str, torch.Tensor]:
-    """The reenactor's loss terms (Sec III-D), unweighted, in fp32. The parts L1 compares each
-    re-enacted part with the driving where I_p places it (the reenacted landmarks' centres)."""
-    image = out.image.float()
-    terms = {
-        "l1": losses.l1(image, batch.driving),
-        "parts": losses.parts_l1([p.float() for p in out.parts],
-                                 crop_parts(batch.driving, batch.part_centres, part_sizes)),
-        "adversarial": losses.generator_loss(fake.logits.float()),
-        "feature_matching": losses.feature_matching([f.float() for f in fake.features],
-                                                    [r.float() for r in real.features]),
-    }
-    if vgg is not None:
-        terms["perceptual"] = losses.perceptual(vgg, image, batch.driving)
-    if out.driving_landmarks is not None:  # the ViT's auxiliary landmark regression (Sec III-A)
-        terms["landmark_regression"] = 0.5 * (
-            losses.landmark_regression(out.source_landmarks.float(), batch.source_landmarks, size)
-            + losses.landmark_regression(out.driving_landmarks.float(), batch.driving_landmarks,
-                                         size))
-    return terms
 
 
 def validate(model: nn.Module, batch: Pair, runtime: Runtime,
