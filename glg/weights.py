@@ -21,6 +21,7 @@ from glg.checkpoint import atomic_save
 from glg.config import parse_section, to_dict
 from glg.errors import GlgError
 from glg.models import LandmarkGenerator, Reenactor, build_landmark_gan, build_model
+from glg.prepared import read_identities, read_parts
 
 LGAN_FILE = "lgan.pt"
 REENACTOR_FILE = "reenactor.pt"
@@ -83,10 +84,13 @@ def load_landmark_generator(out_dir: Path) -> LandmarkGenerator:
     return read_landmark_generator(out_dir).generator
 
 
-def save_reenactor(out_dir: Path, model: Reenactor, part_sizes: Sequence[tuple[int, int]],
-                   identities: IdentityStats) -> Path:
-    """Write the trained reenactor (its `model` params, part sizes, identities) to
-    `out_dir/reenactor.pt`."""
+def save_reenactor(out_dir: Path, model: Reenactor, prepared_dir: Path) -> Path:
+    """Write the trained reenactor (its `model` params) to `out_dir/reenactor.pt` with what
+    feeding it needs from the prepared dataset it trained on: the part sizes and identities."""
+    table, mean, std = read_identities(prepared_dir)
+    table = table.sort_values("index")
+    identities = IdentityStats(tuple(table["identity"]), mean[table.index], std[table.index])
+    part_sizes = read_parts(prepared_dir)
     path = Path(out_dir) / REENACTOR_FILE
     atomic_save(path, {"format": FORMAT, "kind": "reenactor", "model": to_dict(model.config),
                        "size": model.size, "part_sizes": [list(map(int, s)) for s in part_sizes],

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 from _prepare_data import write_dataset
@@ -60,8 +61,8 @@ def prepared_with_lgan(root: Path, people: int = 4) -> tuple[Path, Path]:
     prepared, _ = prepared_data(root, people)
     torch.manual_seed(0)
     generator, _ = build_landmark_gan(parse_section("lgan", LGAN), size=S, identities=people)
-    save_landmark_generator(root / "lgan", generator, parse_section("lgan", LGAN),
-                            [f"id{i:02d}" for i in range(people)])
+    names = pd.read_parquet(prepared / "identities.parquet").sort_values("index")["identity"]
+    save_landmark_generator(root / "lgan", generator, parse_section("lgan", LGAN), list(names))
     return prepared, root / "lgan"
 
 

@@ -39,11 +39,11 @@ def trained_files(root: Path, prepared: Path, landmark_mode: str = "lgan") -> tu
     """An (untrained) reenactor and LGAN saved as train_reenact and train_lgan save theirs: the
     evaluation scores whatever weights it is given."""
     model = build_model(ModelConfig(**{**MODEL, "landmark_mode": landmark_mode}), size=S)
-    save_reenactor(root / "reenact", model)
-    identities = len(pd.read_parquet(prepared / "identities.parquet"))
+    save_reenactor(root / "reenact", model, prepared)
+    names = list(pd.read_parquet(prepared / "identities.parquet").sort_values("index")["identity"])
     config = LganConfig(**{k: v for k, v in LGAN.items() if k != "betas"})
-    generator, _ = build_landmark_gan(config, size=S, identities=identities)
-    save_landmark_generator(root / "lgan", generator, config, identities)
+    generator, _ = build_landmark_gan(config, size=S, identities=len(names))
+    save_landmark_generator(root / "lgan", generator, config, names)
     return root / "reenact", root / "lgan"
 
 

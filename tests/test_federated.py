@@ -105,7 +105,7 @@ def test_only_weights_and_scalar_metrics_leave_a_client(tmp_path, data, monkeypa
     sections = {name: parse_section(name, raw) for name, raw in (
         ("model", MODEL), ("loss", LOSS), ("train", TRAIN), ("federated", {"local_steps": 2}))}
     model, discriminator = build_networks(sections["model"], S, torch.device("cpu"), seed=0)
-    job = Job(*sections.values(), S, tmp_path, tmp_path, tmp_path, {})
+    job = Job(*sections.values(), S, tmp_path, tmp_path, tmp_path, {}, data[0])
     content = RecordDict({"model": ArrayRecord(model.state_dict()),
                           "discriminator": ArrayRecord(discriminator.state_dict()),
                           "config": ConfigRecord({"round": 1, "recipe": job.recipe()})})

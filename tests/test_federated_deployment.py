@@ -113,6 +113,7 @@ class Loopback:
         params = write_params(out / "params.yaml", train={"mode": "federated"},
                               federated=federated)
         config = (f'params="{params}" size={PreparedFrames(self.prepared).size} '
+                  f'prepared="{self.prepared}" '
                   f'out="{out / "reenact"}" checkpoints="{out / "checkpoints"}" '
                   f'metrics="{out / "metrics"}"')
         return self.start(f"run-{out.name}", str(BIN / "flwr"), "run", str(ROOT / "flower"),

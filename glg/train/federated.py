@@ -97,6 +97,7 @@ class Job:
     checkpoint_dir: Path
     metrics_dir: Path
     inputs: dict  # digests of code and inputs, for the checkpoint fingerprint
+    prepared_dir: Path  # its part sizes and identities go with the saved reenactor (no frames)
 
     def recipe(self) -> str:
         """The settings a client trains under, as JSON (a ConfigRecord holds scalars)."""
@@ -188,7 +189,7 @@ def federate(grid: Grid, job: Job, say: Callable[[str], None] = print) -> Traine
         save_checkpoint(job.checkpoint_dir, done, training_state(
             done, fingerprint, params, models, {}, history=history), job.train.keep_checkpoints)
     say(f"federated: stopped after round {done}: {decision.reason}")
-    save_reenactor(job.out_dir, model)
+    save_reenactor(job.out_dir, model, job.prepared_dir)
     live.summary.update({"mode": "federated", "rounds": done, "stop": decision.reason,
                          "variance_loss_g": decision.variance,
                          "loss_g": history["loss_g"][-1] if history["loss_g"] else None,

@@ -82,7 +82,8 @@ def train_federated(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoin
     clients = len(training_identities(frames))
     lgan = load_landmark_generator(lgan_dir) if model_config.landmark_mode == "lgan" else None
     job = Job(model_config, loss_config, config, federated, frames.size, Path(out_dir),
-              Path(checkpoint_dir), Path(metrics_dir), input_digests(frames, lgan))
+              Path(checkpoint_dir), Path(metrics_dir), input_digests(frames, lgan),
+              Path(prepared_dir))
     result: dict[str, Trained] = {}
     app = build_server_app(job, say, lambda trained: result.update(trained=trained))
     say(f"train_reenact: federated over {clients} clients (one per training identity) in "
@@ -100,7 +101,7 @@ def train_federated(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoin
 
 def _job_from_run_config(run_config) -> Job:
     """A deployment's job: params file and output paths from the run config."""
-    missing = [k for k in ("params", "size", "out", "checkpoints", "metrics")
+    missing = [k for k in ("params", "size", "prepared", "out", "checkpoints", "metrics")
                if k not in run_config]
     if missing:
         raise GlgError(f"the run config lacks {', '.join(missing)} (flwr run --run-config)")
@@ -109,7 +110,7 @@ def _job_from_run_config(run_config) -> Job:
                load_params("train", params), load_params("federated", params),
                int(run_config["size"]), Path(str(run_config["out"])),
                Path(str(run_config["checkpoints"])), Path(str(run_config["metrics"])),
-               {"code": code_digest()})
+               {"code": code_digest()}, Path(str(run_config["prepared"])))
 
 
 def _node_path(node_config, key: str) -> Path:

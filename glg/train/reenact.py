@@ -30,8 +30,7 @@ from glg.train.runtime import (Runtime, StepTimer, Trained, adam, autocast, dist
                                open_live, start_runtime, stop_runtime)
 from glg.variants import variant_name
 from glg.warp import warp
-from glg.prepared import read_identities
-from glg.weights import IdentityStats, load_landmark_generator, save_reenactor
+from glg.weights import load_landmark_generator, save_reenactor
 
 # The train params a run's weights depend on; a checkpoint written under other values of the
 # rest (steps, intervals, workers, device, precision, compile) is resumed, so that more steps
@@ -163,9 +162,7 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
             checkpoint(done)
     if not runtime.main:
         return Trained(model, {})
-    table = read_identities(prepared_dir)[0].sort_values("index")
-    save_reenactor(out_dir, model, part_sizes,
-                   IdentityStats(tuple(table["identity"]), frames.mean, frames.std))
+    save_reenactor(out_dir, model, prepared_dir)
     if val_batch is not None and history.get("val_step") != done:  # resumed between looks
         look(done)
         checkpoint(done)
