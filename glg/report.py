@@ -5,8 +5,8 @@ compact scenario x metric summary `make demo` prints.
 
 Reads JSON only (no torch): `metrics/evaluate.json` (scenario -> metrics, `backends`, and an
 extra all-unseen dataset as `<name> -> unseen -> metrics`), `metrics/evaluate_sanity.json`
-(scenario -> `driving_as_output` / `source_as_output` -> metrics, and the annotator's noise
-floor), `metrics/train_reenact/metrics.json` and `metrics/train_lgan/metrics.json`.
+(scenario -> `driving_as_output` / `source_as_output` / `annotator_vs_truth`, the annotator's
+noise floor against synthetic ground truth -> metrics), `metrics/train_reenact/metrics.json` and `metrics/train_lgan/metrics.json`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ TRAIN_LGAN = "metrics/train_lgan/metrics.json"
 METRICS = ("csim", "ssim", "psnr", "prmse", "aucon")
 COUNTS = ("pairs", "no_face")
 SCENARIOS = ("self", "unseen", "known")
-SANITY_ROWS = ("driving_as_output", "source_as_output")
+SANITY_ROWS = ("driving_as_output", "source_as_output", "annotator_vs_truth")
 REPORT, FIGURE = "report.md", "metrics.png"
 DECIMALS = {"csim": 3, "ssim": 3, "psnr": 3, "prmse": 2, "aucon": 3}  # as the paper prints them
 PAPER_SIZE = 224  # Sec III-A: 224 x 224 network input
@@ -211,9 +211,6 @@ def summary(metrics_dir: Path) -> str:
     backends = evaluation.get("backends") or {}
     if backends:
         lines.append("backends: " + ", ".join(f"{k} {v}" for k, v in backends.items()))
-    floor = {k: v for k, v in sanity.items() if k not in scenario_scores(sanity)}
-    if floor:
-        lines.append("annotator noise floor: " + json.dumps(floor, sort_keys=True))
     if not sanity:
         lines.append(f"(no sanity rows: {sanity_path} not found)")
     return "\n".join(lines)
@@ -328,10 +325,6 @@ def _sanity_section(scored: list[Run], metrics_dir: Path | None) -> list[str]:
             for scenario, scores in scenario_scores(sanity).items()
             for row, v in scores.items() if row in SANITY_ROWS and isinstance(v, dict)]
     lines += _table(["scenario", "output", *METRICS, *COUNTS], rows, METRICS) + [""]
-    floor = {k: v for k, v in sanity.items() if k not in scenario_scores(sanity)}
-    if floor:
-        lines += ["The annotator's noise floor against the synthetic ground truth:", "",
-                  "```json", json.dumps(floor, indent=2, sort_keys=True), "```", ""]
     return lines
 
 

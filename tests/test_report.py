@@ -23,8 +23,9 @@ EVALUATION = {
 }
 SANITY = {
     "self": {"driving_as_output": {"csim": 0.93, "ssim": 1.0, "prmse": 0.0, "aucon": 1.0},
-             "source_as_output": {"csim": 1.0, "ssim": 0.61, "prmse": 5.1, "aucon": 0.84}},
-    "annotator_noise": {"prmse": 1.9},
+             "source_as_output": {"csim": 1.0, "ssim": 0.61, "prmse": 5.1, "aucon": 0.84},
+             "annotator_vs_truth": {"prmse": 1.9, "aucon": 0.86}},
+    "backends": {"embedder": "dlib", "annotator": "dlib", "aus": 14},
 }
 
 
@@ -100,7 +101,7 @@ def test_demo_runs_say_they_are_no_reproduction_and_what_they_used(tmp_path, exp
     assert "- old (ddddddd): left out, DVC could not read it: bad params.yaml" in report
     assert report.count("| workspace |") == 0  # the same run as vit-exp
     assert "| self | driving as output | 0.930 | 1.000 |" in report
-    assert '"prmse": 1.9' in report
+    assert "| self | annotator vs truth |  |  |  | 1.90 | 0.860 |" in report
 
 
 def test_summary_is_the_scenario_by_metric_table(tmp_path):
@@ -114,6 +115,7 @@ def test_summary_is_the_scenario_by_metric_table(tmp_path):
     assert lines[1].split() == ["self", "0.710", "0.520", "21.500", "4.40", "0.810", "2,083", "3"]
     assert lines[4].split() == ["celebv/unseen", "0.330", "7.75", "0.700", "10,000", "12"]
     assert lines[5].split()[:4] == ["self:", "driving", "as", "output"]
+    assert ["self:", "annotator", "vs", "truth", "1.90", "0.860"] in [l.split() for l in lines]
     assert "backends: embedder dlib, annotator dlib, aus 14" in result.output
 
 
