@@ -52,7 +52,8 @@ def assign_splits(clips: pd.DataFrame, config: PrepareConfig, seed: int, notes: 
     clips = clips.reset_index(drop=True)
     names = sorted(clips["identity"].unique())
     keys = sorted(zip(clips["identity"], clips["video"]))
-    listed = _listed_clips(keys, test_videos, notes) if test_videos else set()
+    # the test list names the training dataset's clips; an all-unseen dataset has no test split
+    listed = _listed_clips(keys, test_videos, notes) if test_videos and not unseen_only else set()
     tested = {name for name, _ in listed}
     drawable = [n for n in names if n not in tested]
     n_unseen = len(names) if unseen_only else _clamp(

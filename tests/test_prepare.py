@@ -305,7 +305,9 @@ def run_prepare(tmp_path, frames, annotations, prepare_params: str, *extra: str)
 def test_unseen_only_dataset_writes_only_unseen_pairs_of_everyone(tmp_path):
     frames, annotations = write_dataset(tmp_path, identities=3, clips=2, frames=4, side=32)
     result, out = run_prepare(tmp_path, frames, annotations,
-                              "  unseen_identities: 1\n  unseen_pairs: 5\n", "--unseen-only")
+                              "  unseen_identities: 1\n  unseen_pairs: 5\n"
+                              "  test_videos: [id10270/5r0dWxy17C8]\n",  # the training set's list
+                              "--unseen-only")
     assert result.exit_code == 0, result.output
     summary = json.loads((out / SUMMARY).read_text())
     assert summary["identities"] == {"known": 0, "unseen": 3}
