@@ -65,9 +65,11 @@ def test_a_simulated_federation_writes_the_reenactor_and_its_rounds(federation):
 def test_after_sigkill_a_rerun_resumes_from_the_last_round_and_ends_the_same(
         tmp_path, data, federation):
     params = write_params(tmp_path / "params.yaml", **FEDERATED)
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    # the clients train in Ray's worker processes, whose thread count Ray sets from the
+    # environment it finds: this process's, as for the in-process runs it is compared with (an
+    # OMP_NUM_THREADS of 1 here trained round 1 on another thread count under pytest -n 2)
     process = subprocess.Popen([sys.executable, "-m", "stages.train_reenact",
-                                *reenact_args(tmp_path, *data, params)], cwd=ROOT, env=env,
+                                *reenact_args(tmp_path, *data, params)], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.monotonic() + 180

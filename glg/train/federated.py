@@ -150,6 +150,9 @@ def federate(grid: Grid, job: Job, say: Callable[[str], None] = print) -> Traine
         if not good:
             raise GlgError(f"federated round {done}: no client replied; stopped, the last "
                            "round's checkpoint stays")
+        # in the order of the clients' identities, not of arrival: the float sums of FedAvg
+        # then come out the same bits in every run, a resumed one included
+        good = dict(sorted(good.items(), key=lambda kv: int(kv[1].content["metrics"]["identity"])))
         metrics = {node: reply.content["metrics"] for node, reply in good.items()}
         for node, m in metrics.items():
             history["identities"][str(node)] = int(m["identity"])
