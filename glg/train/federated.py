@@ -274,7 +274,11 @@ def _setup(prepared_dir: Path, lgan_dir: Path, partition: int, recipe: str) -> _
     """The client's dataset and networks, built on its first round."""
     key = (prepared_dir, lgan_dir, partition, recipe)
     if key not in _LOCAL:
-        _LOCAL.clear()  # other settings: the old ones are not needed again
+        # one entry per client: a simulation actor trains every client in turn, and rebuilding
+        # a client's loader and networks each round cost as much as its training; entries of
+        # other settings are not needed again
+        for stale in [k for k in _LOCAL if (k[0], k[1], k[3]) != (prepared_dir, lgan_dir, recipe)]:
+            del _LOCAL[stale]
         settings = json.loads(recipe)
         model_config = parse_section("model", settings["model"])
         loss_config = parse_section("loss", settings["loss"])
