@@ -3,7 +3,7 @@
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --no-sync
 
-.PHONY: demo test sync bench
+.PHONY: demo test test-slow sync bench
 
 sync:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --user --quiet uv \
@@ -14,8 +14,11 @@ demo: sync
 	$(RUN) dvc repro
 	$(RUN) glg report --summary
 
-test: sync
-	$(RUN) pytest -n 2 --dist loadfile
+test: sync  # everything but the process-tree tests: under a minute on 2 cores
+	$(RUN) pytest -n 2 --dist loadfile -m "not slow"
+
+test-slow: sync  # Flower deployment and simulation, Ray cluster, torchrun, SIGKILL resumes
+	$(RUN) pytest -n 2 --dist loadfile -m slow
 
 bench: sync
 	for b in benchmarks/bench_*.py; do $(RUN) python $$b || exit 1; done

@@ -2,7 +2,11 @@
 settings and at batch 8, the step broken into loader wait, forward, backward and optimiser, the
 loop's overhead, and peak memory; on CUDA, samples/s at batch 32 in bf16 and the GPU's busy share.
 
-    python benchmarks/bench_train.py [--steps 6] [--device cpu|cuda]
+    python benchmarks/bench_train.py [--steps 6] [--device auto|cpu|cuda] [--size 224] [--compile]
+
+`--device auto` measures the CPU and, where there is one, the GPU; `cpu` or `cuda` one of them.
+`--size` prepares the data at another size than params.yaml's (the paper's: 224); `--compile`
+runs G through `torch.compile`, as `train.compile: true` does.
 
 Builds its data in a temporary folder (6 identities x 3 clips x 40 frames of 256 px JPEGs,
 prepared at params.yaml's `prepare.size`) and runs `glg.train.reenact_step.train_step` on batches of
@@ -52,7 +56,7 @@ def demo_data(root: Path, size: int) -> Path:
     return root / "prepared"
 
 
-def networks(size: int, runtime: Runtime) -> Networks:
+def networks(size: int, runtime: Runtime, compiled: bool = False) -> Networks:
     model_config, train = load_params("model"), load_params("train")
     torch.manual_seed(0)
     model = build_model(model_config, size=size).to(runtime.device)
@@ -61,17 +65,19 @@ def networks(size: int, runtime: Runtime) -> Networks:
     if runtime.device.type == "cuda":
         discriminator = discriminator.to(memory_format=torch.channels_last)
         vgg = vgg.to(memory_format=torch.channels_last)
-    return Networks(model, discriminator, vgg, adam(model.parameters(), train.lr, train.betas),
+    forward = torch.compile(model) if compiled else model  # as the trainer does
+    return Networks(forward, discriminator, vgg, adam(model.parameters(), train.lr, train.betas),
                     adam(discriminator.parameters(), train.lr, train.betas))
 
 
-def loop(prepared: Path, runtime: Runtime, batch: int, workers: int, steps: int) -> dict:
+def loop(prepared: Path, runtime: Runtime, batch: int, workers: int, steps: int,
+         compiled: bool = False) -> dict:
     """Median seconds per step of each phase over `steps` trainer steps (after 2 warm-up steps),
     of the whole step, and of the forward+backward of G and D alone on the step's batch, timed
     right after each step: the machine's load drifts, so the two are measured side by side."""
     dataset = TrainingPairs(prepared, seed=0)  # landmark mode does not change the networks
     size, part_sizes = int(dataset.frames.image(0).shape[0]), dataset.frames.part_sizes
-    nets = networks(size, runtime)
+    nets = networks(size, runtime, compiled)
     loss = load_params("loss")
     cuda = runtime.device.type == "cuda"
     timer = StepTimer(sync=cuda)
@@ -119,13 +125,14 @@ def loop(prepared: Path, runtime: Runtime, batch: int, workers: int, steps: int)
     return {"batch": batch, **{k: statistics.median(r[k] for r in rows) for k in rows[0]}}
 
 
-def busy_share(prepared: Path, runtime: Runtime, batch: int, workers: int, steps: int) -> float:
+def busy_share(prepared: Path, runtime: Runtime, batch: int, workers: int, steps: int,
+               compiled: bool = False) -> float:
     """Share of the wall time over `steps` trainer steps that CUDA kernels ran (profiler)."""
     from torch.profiler import ProfilerActivity, profile
 
     dataset = TrainingPairs(prepared, seed=0)
     size, part_sizes = int(dataset.frames.image(0).shape[0]), dataset.frames.part_sizes
-    nets, loss = networks(size, runtime), load_params("loss")
+    nets, loss = networks(size, runtime, compiled), load_params("loss")
     batches = iterate_pairs(dataset, batch, workers, seed=0, device=runtime.device)
     for step in range(3):
         train_step(nets, next(batches), loss, part_sizes, size, runtime, step)
@@ -189,33 +196,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--size", type=int, help="prepared size (default: params.yaml's)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile G (CUDA figures)")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child)
         return
-    train, size = load_params("train"), load_params("prepare").size
+    train, size = load_params("train"), args.size or load_params("prepare").size
     cpu = start_runtime("train", "cpu", "fp32")
     print(f"{torch.get_num_threads()} threads, load average {psutil.getloadavg()[0]:.1f}; "
           f"{size} px, model {json.dumps(dataclasses.asdict(load_params('model')))[:80]}...")
     with tempfile.TemporaryDirectory() as tmp:
         prepared = demo_data(Path(tmp), size)
-        report(f"CPU demo (batch {train.batch}, {train.workers} workers)",
-               loop(prepared, cpu, train.batch, train.workers, args.steps))
-        report(f"CPU batch 8 ({train.workers} workers)",
-               loop(prepared, cpu, 8, train.workers, args.steps))
-        before, peak = peak_memory(8)
-        print(f"CPU batch 8 peak RSS {peak:.0f} MiB (the same process before its first step: "
-              f"{before:.0f} MiB)")
+        if args.device in ("auto", "cpu"):
+            report(f"CPU demo (batch {train.batch}, {train.workers} workers)",
+                   loop(prepared, cpu, train.batch, train.workers, args.steps))
+            report(f"CPU batch 8 ({train.workers} workers)",
+                   loop(prepared, cpu, 8, train.workers, args.steps))
+            before, peak = peak_memory(8)
+            print(f"CPU batch 8 peak RSS {peak:.0f} MiB (the same process before its first "
+                  f"step: {before:.0f} MiB)")
         if args.device != "cpu" and torch.cuda.is_available():
-            gpu = start_runtime("train", "cuda", "bf16")
-            report("CUDA batch 32 bf16", loop(prepared, gpu, 32, max(train.workers, 4),
-                                              args.steps))
-            share = busy_share(prepared, gpu, 32, max(train.workers, 4), args.steps)
-            print(f"CUDA batch 32 bf16: GPU busy {share:.0%} of the wall time (goal >= 90%)")
+            gpu, workers = start_runtime("train", "cuda", "bf16"), max(train.workers, 4)
+            name = f"CUDA batch 32 bf16{', compiled' if args.compile else ''}"
+            torch.cuda.reset_peak_memory_stats()
+            report(name, loop(prepared, gpu, 32, workers, args.steps, args.compile))
+            print(f"{name}: peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+            share = busy_share(prepared, gpu, 32, workers, args.steps, args.compile)
+            print(f"{name}: GPU busy {share:.0%} of the wall time (goal >= 90%)")
         elif args.device == "cuda":
             print("no CUDA device: CUDA figures not measured")
-
 
 if __name__ == "__main__":
     main()

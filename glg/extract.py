@@ -31,7 +31,8 @@ from tqdm import tqdm
 from glg.config import ExtractConfig
 from glg.engine import clip_results
 from glg.errors import GlgError
-from glg.face_crop import CropCounts, crop_clip, face_detector, use_face_detector
+from glg.dlib_models import face_detector, use_face_detector
+from glg.face_crop import CropCounts, crop_clip
 from glg.frames import FrameStoreWriter, clear_store, encode_bgr
 from glg.video import Clip, SkipClip, find_clips, sample_frames
 

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import collections
 import itertools
-import pickle
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import cv2
-import dlib
 import numpy as np
 
 from glg.config import ExtractConfig
+from glg.dlib_models import face_detector
 from glg.video import SampledFrame
 
 # `frames(pixels_every)`: a clip's sampled frames from the start, every `pixels_every`-th one
@@ -57,24 +56,6 @@ class CropCounts:
 
 
 # --- face boxes ------------------------------------------------------------------------------
-
-
-_detector: dlib.fhog_object_detector | None = None
-
-
-def face_detector() -> dlib.fhog_object_detector:
-    """dlib's HOG frontal face detector, once per process (no download: it ships inside dlib,
-    compressed: building it takes 0.3 s of a core, unpickling a built one 1 ms)."""
-    global _detector
-    if _detector is None:
-        _detector = dlib.get_frontal_face_detector()
-    return _detector
-
-
-def use_face_detector(pickled: bytes) -> None:
-    """Make `face_detector()` the detector another process built and pickled."""
-    global _detector
-    _detector = pickle.loads(pickled)
 
 
 def detect_faces(gray: np.ndarray, detect_size: int) -> np.ndarray:

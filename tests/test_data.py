@@ -178,15 +178,19 @@ def test_bad_arguments_are_clear_errors(prepared, tmp_path):
         TrainingPairs(tmp_path, 0)
 
 
-def assert_same_up_to_decoding(one: Pair, two: Pair, levels: float) -> None:
+def assert_same_up_to_decoding(one: Pair, two: Pair, levels: float, mean: bool = False) -> None:
     """Two batches agree: images and source parts within `levels` grey levels (JPEG decoders
-    round differently), every other field exactly."""
+    round differently) at every pixel, or on average with `mean`; every other field exactly."""
     for name in Pair._fields:
         for u, v in zip(*(x if isinstance(x, list) else [x] for x in (getattr(one, name),
                                                                     getattr(two, name))),
                         strict=True):
-            atol = levels / 127.5 if name in ("source", "driving", "source_parts") else 0
-            torch.testing.assert_close(u.cpu(), v.cpu(), rtol=0, atol=atol, msg=name)
+            if name not in ("source", "driving", "source_parts"):
+                torch.testing.assert_close(u.cpu(), v.cpu(), rtol=0, atol=0, msg=name)
+            elif mean:
+                assert (u.cpu() - v.cpu()).abs().mean() * 127.5 < levels, name
+            else:
+                torch.testing.assert_close(u.cpu(), v.cpu(), rtol=0, atol=levels / 127.5, msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +221,10 @@ def test_nvjpeg_on_the_gpu_gives_the_cpu_pairs(photos):
     cpu = next(iterate_pairs(dataset, 8, workers=0, seed=0))
     gpu = next(iterate_pairs(dataset, 8, workers=0, seed=0, device="cuda"))  # decoded there
     assert gpu.source.is_cuda and gpu.source_parts[0].is_cuda
-    assert_same_up_to_decoding(cpu, gpu, levels=8)
+    # nvjpeg is no libjpeg-turbo: on an H100 single pixels of the photo differed by more than 8
+    # levels, so the bound is torchvision's own for nvjpeg (test_image.py::test_decode_jpeg_cuda):
+    # under 2 levels on average.
+    assert_same_up_to_decoding(cpu, gpu, levels=2, mean=True)
 
 
 @pytest.fixture(scope="module")

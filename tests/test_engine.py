@@ -16,6 +16,7 @@ from stages.annotate import app as annotate_app
 from stages.extract import app as extract_app
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a Ray cluster of two nodes: `make test-slow`
 
 
 @pytest.fixture(scope="module")

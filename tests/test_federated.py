@@ -44,6 +44,7 @@ def federation(tmp_path_factory, data):
     return root, result.output
 
 
+@pytest.mark.slow  # Flower's simulation engine (Ray): `make test-slow`
 def test_a_simulated_federation_writes_the_reenactor_and_its_rounds(federation):
     root, output = federation
     assert "federated over 2 clients" in output
@@ -62,6 +63,7 @@ def test_a_simulated_federation_writes_the_reenactor_and_its_rounds(federation):
     assert summary["mode"] == "federated" and summary["rounds"] == 3
 
 
+@pytest.mark.slow
 def test_after_sigkill_a_rerun_resumes_from_the_last_round_and_ends_the_same(
         tmp_path, data, federation):
     params = write_params(tmp_path / "params.yaml", **FEDERATED)

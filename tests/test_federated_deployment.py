@@ -22,6 +22,8 @@ from glg.data import PreparedFrames
 from glg.train.federated import training_identities
 from glg.weights import load_reenactor
 
+pytestmark = pytest.mark.slow  # a SuperLink and three SuperNodes: `make test-slow`
+
 BIN = Path(sys.executable).parent  # flower-superlink, flower-supernode, flwr, flwr-serverapp
 STARTUP = 120  # seconds a process may take to come up on a loaded 2-core machine
 

@@ -8,7 +8,6 @@ import hashlib
 from pathlib import Path
 
 import cv2
-import dlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from glg.config import SynthesizeConfig
-from glg.dlib_models import SHAPE_PREDICTOR, model_file
+from glg.dlib_models import face_detector, shape_predictor
 from glg.errors import GlgError
 from glg.landmarks import (AU_IDS, AU_PRESENCE, X_COLUMNS, Y_COLUMNS, interocular,
                            landmarks_from_table, pose_from_rotation, rotation_matrix)
@@ -57,7 +56,7 @@ def truth(dataset) -> pd.DataFrame:
 
 @functools.cache
 def dlib_model():
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(model_file(SHAPE_PREDICTOR)))
+    return face_detector(), shape_predictor()
 
 
 def dlib_landmarks(frame: np.ndarray) -> np.ndarray | None:

@@ -65,6 +65,7 @@ def test_it_learns_and_writes_curves_grids_and_a_summary(tmp_path, data):
                                                         .items())
 
 
+@pytest.mark.slow  # a trainer subprocess killed mid-run and two more runs: `make test-slow`
 def test_after_sigkill_a_rerun_ends_bit_identical_to_an_uninterrupted_run(tmp_path, data):
     train = {"steps": 8, "workers": 1}
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -136,6 +137,7 @@ def test_bad_params_stop_before_any_work(tmp_path, data):
     assert not (tmp_path / "metrics").exists() and not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow  # two spawned trainer processes: `make test-slow`
 def test_two_gloo_processes_hold_identical_weights(tmp_path, data):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,7 +18,7 @@ from scipy.special import expit
 
 from glg.annotate.aus import action_units
 from glg.annotations import ClipResult, failed_result
-from glg.dlib_models import FACE_EMBEDDER, SHAPE_PREDICTOR, model_file
+from glg.dlib_models import face_detector, face_embedder, shape_predictor
 from glg.landmarks import eye_centres, interocular, pose_from_rotation
 from glg.mean_face import MEAN_FACE_3D
 
@@ -89,9 +89,9 @@ class DlibBackend:
 
     def __init__(self, redetect_every: int = 10):
         self.redetect_every = redetect_every
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(model_file(SHAPE_PREDICTOR)))
-        self.embedder = dlib.face_recognition_model_v1(str(model_file(FACE_EMBEDDER)))
+        self.detector = face_detector()
+        self.predictor = shape_predictor()
+        self.embedder = face_embedder()
 
     # --- per frame -----------------------------------------------------------------------
 

@@ -15,12 +15,11 @@ import functools
 from dataclasses import dataclass
 
 import cv2
-import dlib
 import numpy as np
 import skimage.data
 from matplotlib import cbook
 
-from glg.dlib_models import SHAPE_PREDICTOR, model_file
+from glg.dlib_models import face_detector, shape_predictor
 from glg.errors import GlgError
 from glg.landmarks import AU_IDS, JAW, LEFT_EYE, MOUTH, NOSE, RIGHT_EYE
 from glg.mean_face import MEAN_FACE_3D
@@ -148,19 +147,14 @@ def portrait_image(name: str) -> np.ndarray:
 
 
 @functools.cache
-def _predictor():
-    return dlib.shape_predictor(str(model_file(SHAPE_PREDICTOR)))
-
-
-@functools.cache
 def load_portrait(name: str) -> Portrait:
     """A portrait with the landmarks of its best-scoring dlib face."""
     image = portrait_image(name)
-    boxes, scores, _ = dlib.get_frontal_face_detector().run(image, 1, 0)
+    boxes, scores, _ = face_detector().run(image, 1, 0)
     if not boxes:
         raise GlgError(f"portrait {name}: dlib found no face")
     box = boxes[int(np.argmax(scores))]
-    shape = _predictor()(image, box)
+    shape = shape_predictor()(image, box)
     landmarks = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
     return Portrait(name, image, landmarks)
 
