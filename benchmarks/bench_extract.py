@@ -7,7 +7,9 @@ ffmpeg CLI with apt-get when it is missing). Prints figures and ratios measured 
 - ratio: `ffmpeg -i clip -f null -` over all clips, one after another (ffmpeg threads itself),
   against the stage's function on the same clips with the committed params except
   `max_frames` (raised so every source frame is used), with 2 workers and with 1; wall rates
-  (the goal: extract >= 0.7x ffmpeg's) and CPU per source frame (process trees, sampled);
+  (the goal: extract >= 0.7x ffmpeg's) and CPU per source frame (process trees, sampled). Once
+  on the 6 clips (1x) and once on each clip taken 4 times (4x, 24 clips), where the stage's
+  fixed costs (pool start, the last clip's tail) weigh a quarter as much;
 - profile: CPU ms per source frame of each piece of extract in one process (decode, detect,
   crop and resize, JPEG encode, spool write, the rest), and the process start of a stage run;
 - memory: peak RSS (the stage process and its children, sampled) extracting one clip and the
@@ -73,30 +75,37 @@ def full_config() -> ExtractConfig:
     return dataclasses.replace(load_params("extract", ROOT / "params.yaml"), max_frames=UNLIMITED)
 
 
-def decode_ratio() -> None:
-    """ffmpeg's decode-only rate and extract's (2 workers, 1 worker) on the real clips."""
+def decode_ratio(copies: int) -> None:
+    """ffmpeg's decode-only rate and extract's (2 workers, 1 worker) on the real clips, each
+    clip taken `copies` times (links in a temporary folder): at 1x a stage run's fixed costs
+    (the worker pool's start, the last clip's tail) weigh on 1,824 frames; at 4x, less."""
     clips, ffmpeg = real_clips(), ensure_ffmpeg()
-    frames = sum(frame_count(c) for c in clips)
-    load = ", ".join(f"{x:.1f}" for x in psutil.getloadavg())
-    print(f"{len(clips)} real clips (512 px), {frames} source frames, {psutil.cpu_count()} "
-          f"cores, load average {load}")
-    with own_tree() as sampler:
-        for clip in clips:
-            subprocess.run([ffmpeg, "-v", "error", "-nostdin", "-i", str(clip), "-f", "null",
-                            "-"], check=True)
-    ff = sampler.result()
-    ff_rate, ff_cpu = frames / ff.seconds, 1e3 * ff.cpu_seconds / frames
-    print(f"ffmpeg decode-only          : {ff_rate:7.0f} frames/s ({ff.seconds:.2f} s, "
-          f"{ff_cpu:.2f} CPU ms per frame)")
-    config = full_config()
     with tempfile.TemporaryDirectory() as tmp:
+        videos = Path(tmp) / "videos"
+        videos.mkdir()
+        for clip in clips:
+            for k in range(copies):
+                (videos / f"{clip.stem}_{k}{clip.suffix}").symlink_to(clip.resolve())
+        frames = copies * sum(frame_count(c) for c in clips)
+        load = ", ".join(f"{x:.1f}" for x in psutil.getloadavg())
+        print(f"{copies}x: {copies * len(clips)} real clips (512 px), {frames} source frames, "
+              f"{psutil.cpu_count()} cores, load average {load}")
+        with own_tree() as sampler:
+            for clip in sorted(videos.iterdir()):
+                subprocess.run([ffmpeg, "-v", "error", "-nostdin", "-i", str(clip), "-f",
+                                "null", "-"], check=True)
+        ff = sampler.result()
+        ff_rate, ff_cpu = frames / ff.seconds, 1e3 * ff.cpu_seconds / frames
+        print(f"  ffmpeg decode-only        : {ff_rate:7.0f} frames/s ({ff.seconds:.2f} s, "
+              f"{ff_cpu:.2f} CPU ms per frame)")
+        config = full_config()
         for workers in (2, 1):
             with own_tree() as sampler:
-                summary = extract(REAL_CLIPS, Path(tmp) / f"frames{workers}",
+                summary = extract(videos, Path(tmp) / f"frames{workers}",
                                   dataclasses.replace(config, workers=workers), progress=False)
             rate = summary.source_frames / summary.seconds
             cpu = 1e3 * sampler.result().cpu_seconds / summary.source_frames
-            print(f"extract, {workers} worker{'s' if workers > 1 else ' '}        : {rate:7.0f} "
+            print(f"  extract, {workers} worker{'s' if workers > 1 else ' '}      : {rate:7.0f} "
                   f"source frames/s, {summary.stored_frames / summary.seconds:5.0f} stored "
                   f"frames/s ({summary.seconds:.2f} s, {cpu:.2f} CPU ms per frame); ratio to "
                   f"ffmpeg {rate / ff_rate:.2f}x, in CPU per frame {ff_cpu / cpu:.2f}x")
@@ -182,6 +191,7 @@ def memory() -> None:
 
 
 if __name__ == "__main__":
-    decode_ratio()
+    decode_ratio(1)
+    decode_ratio(4)
     profile()
     memory()
