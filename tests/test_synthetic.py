@@ -3,7 +3,6 @@ ground truth checked against dlib's 68-point detector on the written MP4s."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from pathlib import Path
 
@@ -54,18 +53,12 @@ def truth(dataset) -> pd.DataFrame:
     return pd.read_parquet(dataset / GROUND_TRUTH)
 
 
-@functools.cache
-def dlib_model():
-    return face_detector(), shape_predictor()
-
-
 def dlib_landmarks(frame: np.ndarray) -> np.ndarray | None:
     """dlib's (68, 2) landmarks of the largest face in an RGB frame, None without a face."""
-    detector, predictor = dlib_model()
-    boxes = detector(frame, 1)
+    boxes = face_detector()(frame, 1)
     if not boxes:
         return None
-    shape = predictor(frame, max(boxes, key=lambda box: box.area()))
+    shape = shape_predictor()(frame, max(boxes, key=lambda box: box.area()))
     return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
 
