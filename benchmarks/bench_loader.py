@@ -1,6 +1,8 @@
 """Loader and prepare-stage figures (issues 4 and 13): pairs/s with a DataLoader at 1, 2 (and,
-on a machine with 16 cores, 16) workers, the time per pair of each piece, the JPEG decode on the
-training device, prepare's wall time and peak memory, and the prepared store's size.
+on a machine with 16 cores, 16) workers, to float batches on the training device (the GPU where
+there is one) and as the workers hand them over (uint8, before the main process converts them),
+the main process's own ceiling on the CPU, the time per pair of each piece, the JPEG decode on
+the training device, prepare's wall time and peak memory, and the prepared store's size.
 
     python benchmarks/bench_loader.py [--frames 75] [--batches 30]
 
@@ -104,13 +106,36 @@ def loader_rate(dataset: TrainingPairs, workers: int, batches: int, how: str = "
                              generator=torch.Generator().manual_seed(0), drop_last=True))
     for _ in range(2):
         next(it)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(batches):
         batch = next(it)
     if device == "cuda":
         torch.cuda.synchronize()
     del batch
+    MAIN_CPU_MS[how, workers] = (time.process_time() - cpu) / batches * 1e3
     return 32 * batches / (time.perf_counter() - started)
+
+
+# CPU ms the main process spent a batch (all its threads) in the last `loader_rate` run of each
+# (how, workers): it takes every batch, so 32 / this bounds the rate whatever the workers.
+MAIN_CPU_MS: dict[tuple[str, int], float] = {}
+
+
+def decode_ms(dataset: TrainingPairs, threads: int, n: int = 8) -> float:
+    """Mean ms the main process takes to turn one uint8 batch of 32 into floats on the CPU with
+    `threads` torch threads."""
+    raw = copy.copy(dataset)
+    raw.raw = True
+    batches = [default_collate([raw[(j * 32 + k) % len(raw)] for k in range(32)])
+               for j in range(n)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    decode_pair(batches[0])
+    started = time.perf_counter()
+    for batch in batches:
+        decode_pair(batch)
+    torch.set_num_threads(before)
+    return (time.perf_counter() - started) / n * 1e3
 
 
 def folder_mib(folder: Path) -> float:
@@ -122,7 +147,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=75, help="frames per clip (demo: 75)")
     parser.add_argument("--batches", type=int, default=30, help="batches timed per loader")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    cores = torch.get_num_threads()
+    torch.set_num_threads(1)  # the main process: its workers have the other cores
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "half").mkdir()
@@ -138,26 +164,39 @@ def main() -> None:
               f"-> ratio {prepared / stored:.2f} (limit ~1.5)")
 
         dataset = TrainingPairs(tmp / "full" / "prepared", seed=0)
-        for name, ms in per_piece(dataset).items():
+        pieces = per_piece(dataset)
+        for name, ms in pieces.items():
             print(f"per pair: {name:45s} {ms:6.3f} ms")
+        # Batches reach the training step through the main process: on the CPU it turns each
+        # into floats (one thread here), which caps the rate however many workers feed it.
+        ceiling = 32e3 / decode_ms(dataset, 1)
+        print(f"main process: a batch to float on the CPU {32e3 / ceiling:.1f} ms with 1 torch "
+              f"thread, {decode_ms(dataset, cores):.1f} ms with {cores} (the training default)")
+        device = "cuda" if torch.cuda.is_available() else None
+        where = "the GPU" if device else "the CPU, in the main process"
         batches = min(args.batches, len(dataset) // 32 - 2)
-        single = loader_rate(dataset, 0, batches)
-        print(f"loader: batch 32, single process {single:.0f} pairs/s (the reference)")
+        single = loader_rate(dataset, 0, batches, device=device)
+        print(f"loader: batch 32 to float on {where}; single process {single:.0f} pairs/s (the "
+              f"reference); the main process's own ceiling on the CPU {ceiling:.0f} pairs/s")
         workers = [1, 2] + ([16] if (os.cpu_count() or 1) >= 16 else [])
-        rates = {w: loader_rate(dataset, w, batches) for w in workers}
-        for w, rate in rates.items():
+        rates = {w: loader_rate(dataset, w, batches, device=device) for w in workers}
+        handed = {w: loader_rate(dataset, w, batches, how="uint8") for w in workers}
+        for w in workers:
             target = " (target >= 300)" if w == 2 else ""
-            print(f"loader: batch 32, {w:2d} workers {rate:5.0f} pairs/s{target} -> "
-                  f"{rate / single:.2f}x the single process")
+            main_ms = MAIN_CPU_MS["workers", w]
+            print(f"loader: {w:2d} workers {rates[w]:5.0f} pairs/s{target} -> "
+                  f"{rates[w] / single:.2f}x the single process; the main process's CPU "
+                  f"{main_ms:.1f} ms a batch, so at most {32e3 / main_ms:.0f} pairs/s with any "
+                  f"number of workers; the workers' uint8 batches alone {handed[w]:5.0f} pairs/s "
+                  f"({handed[w] / handed[1]:.2f}x 1 worker's, main process "
+                  f"{MAIN_CPU_MS['uint8', w]:.1f} ms a batch)")
         plain = loader_rate(dataset, 2, batches, how="float")
-        undecoded = loader_rate(dataset, 2, batches, how="uint8")
         print(f"loader: 2 workers handing over float32 {plain:.0f} pairs/s -> uint8 hand-over "
-              f"{rates[2] / plain:.2f}x; uint8 batches left undecoded {undecoded:.0f} pairs/s "
-              f"({undecoded / rates[2]:.2f}x)")
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        on_device = loader_rate(dataset, 2, batches, how="device", device=device)
-        print(f"loader: 2 workers handing over JPEG bytes, decoded by torchvision on {device} "
-              f"{on_device:.0f} pairs/s -> {on_device / rates[2]:.2f}x decoding in the workers")
+              f"{rates[2] / plain:.2f}x")
+        on_device = loader_rate(dataset, 2, batches, how="device", device=device or "cpu")
+        print(f"loader: 2 workers handing over JPEG bytes, decoded by torchvision on "
+              f"{device or 'cpu'} {on_device:.0f} pairs/s -> {on_device / rates[2]:.2f}x "
+              f"decoding in the workers")
 
 
 if __name__ == "__main__":

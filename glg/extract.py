@@ -16,7 +16,6 @@ import functools
 import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.pool
-import pickle
 import shutil
 import sys
 import time
@@ -31,7 +30,7 @@ from tqdm import tqdm
 from glg.config import ExtractConfig
 from glg.engine import clip_results
 from glg.errors import GlgError
-from glg.dlib_models import face_detector, use_face_detector
+from glg.dlib_models import face_detector
 from glg.face_crop import CropCounts, crop_clip
 from glg.frames import FrameStoreWriter, clear_store, encode_bgr
 from glg.video import Clip, SkipClip, find_clips, sample_frames
@@ -100,13 +99,10 @@ def extract_clip(clip: Clip, config: ExtractConfig, spool: Path) -> ClipFrames:
     return result
 
 
-def _setup_worker(detector: bytes | None = None) -> None:
-    """What each worker process does once before its first clip: take the pickled `detector`
-    or build its own."""
+def _setup_worker() -> None:
+    """What each worker process does once before its first clip."""
     cv2.setNumThreads(1)  # one process per core: no OpenCV thread oversubscription
-    if detector is not None:
-        use_face_detector(detector)
-    face_detector()
+    face_detector()  # 1 ms from its cache, which this run's first process wrote
 
 
 def _extract_in_worker(job: tuple[Clip, ExtractConfig, Path]) -> ClipFrames:
@@ -115,15 +111,15 @@ def _extract_in_worker(job: tuple[Clip, ExtractConfig, Path]) -> ClipFrames:
 
 def _local_pool(workers: int) -> multiprocessing.pool.Pool:
     """Worker processes forked from a clean server that has imported this module
-    (glg/_extract_preload.py), so a worker starts in milliseconds instead of a second of
-    imports. Not a plain fork of this process: that can inherit a lock held by an OpenCV, dlib
-    or torch thread and hang. The server imports while this process builds the face detector
-    for the workers, both on a core of their own: 0.3 s sooner than one after the other."""
+    (glg/_extract_preload.py), so a worker starts in milliseconds instead of 0.25 s of imports.
+    Not a plain fork of this process: that can inherit a lock held by an OpenCV, dlib or torch
+    thread and hang. The server imports while this process makes sure the face detector's
+    cache is there for the workers (`face_detector`: built on a machine's first run only)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["glg._extract_preload"])
     multiprocessing.forkserver.ensure_running()  # returns at once; the server imports
-    detector = pickle.dumps(face_detector())
-    return context.Pool(workers, _setup_worker, (detector,))
+    face_detector()
+    return context.Pool(workers, _setup_worker)
 
 
 # --- the whole dataset -----------------------------------------------------------------------
@@ -167,7 +163,8 @@ def extract(videos: Path, out: Path, config: ExtractConfig,
              spools.absolute() / f"{i:07d}.jpegs") for i, clip in enumerate(clips)]
     try:
         with clip_results(_extract_in_worker, jobs, config.engine, config.workers,
-                          _setup_worker, _local_pool, "extract") as results, tqdm(
+                          _setup_worker, _local_pool, "extract",
+                          start_here=True) as results, tqdm(
                 desc="extract", unit="frame", file=sys.stderr, disable=not progress,
                 dynamic_ncols=True) as bar:
             for result in results:

@@ -26,7 +26,7 @@ def main(
     config = load_params("extract", params)
     summary = extract(videos, out, config, progress=progress)
     typer.echo(f"extract: {summary.stored_frames} frames from {summary.stored_clips} of "
-               f"{summary.clips} clips ({summary.skipped} skipped) in {summary.seconds:.1f} s, "
+               f"{summary.clips} clips ({summary.skipped} skipped) in {summary.seconds:.2f} s, "
                f"{summary.source_frames / summary.seconds:.0f} source frames/s -> {out}")
 
 

@@ -2,11 +2,13 @@
 same crops from frames that come from anywhere (not only a video file)."""
 
 import cv2
+import dlib
 import numpy as np
 import pytest
 import skimage.data
 
 from _clips import FACE_WINDOW, panning_face, small_config, write_clip
+from glg import dlib_models
 from glg.extract import extract
 from glg.face_crop import (CropCounts, crop_box, crop_clip, crop_frame, detect_faces,
                            face_centre, fixed_box, smoothing_reach)
@@ -139,3 +141,45 @@ def test_crop_resize_stays_close_to_area_averaging(side):
     exact = cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA).astype(float)
     fast = crop_frame(image, 0, 0, side, 128).astype(float)
     assert np.abs(fast - exact).mean() < 1.0
+
+
+# --- the face detector's cache (glg/dlib_models.py) --------------------------------------------
+
+
+@pytest.fixture
+def fresh_detector(tmp_path, monkeypatch):
+    """`face_detector` as in a new process, its cache under `tmp_path`."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(dlib_models, "_detector", None)
+    return dlib_models.detector_cache()
+
+
+def detections(detector) -> list:
+    two = np.zeros((256, 512), np.uint8)
+    two[:, :256] = gray(FACE_WINDOW)
+    two[28:228, 290:490] = cv2.resize(gray(FACE_WINDOW), (200, 200))
+    return [(r.left(), r.top(), r.right(), r.bottom()) for r in detector(two, 0)]
+
+
+def test_the_cached_detector_is_dlibs_own_and_a_bad_cache_is_rebuilt(fresh_detector,
+                                                                        monkeypatch):
+    built = dlib_models.face_detector()  # the first process builds it and keeps it
+    assert fresh_detector.is_file()
+    monkeypatch.setattr(dlib_models, "_detector", None)
+    loaded = dlib_models.face_detector()  # the next one loads it
+    assert loaded is not built
+    assert len(detections(built)) == 2
+    assert detections(loaded) == detections(built) == detections(
+        dlib.get_frontal_face_detector())
+    for bad in (b"", b"not a detector", fresh_detector.read_bytes()[:5000]):
+        fresh_detector.write_bytes(bad)
+        monkeypatch.setattr(dlib_models, "_detector", None)
+        assert detections(dlib_models.face_detector()) == detections(built)
+        assert fresh_detector.stat().st_size > 100_000  # built and kept again
+
+
+def test_an_unwritable_cache_folder_still_gives_the_detector(fresh_detector, monkeypatch):
+    fresh_detector.parent.parent.mkdir(parents=True, exist_ok=True)
+    fresh_detector.parent.write_text("a file where the cache folder would be")
+    assert len(detections(dlib_models.face_detector())) == 2
+    assert not fresh_detector.exists()
