@@ -237,7 +237,7 @@ def print_ratios(results: dict[int, dict]) -> None:
     import bench_extract
 
     print()
-    bench_extract.decode_ratio()
+    bench_extract.decode_ratio(1, rounds=3)
     smallest = results[min(results)]
     n = smallest["frames"]
     per_core = {s: n / smallest["stages"][s][0].cpu_seconds for s in ("extract", "annotate")}
