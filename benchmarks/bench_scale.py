@@ -11,7 +11,7 @@ training loader's set-up (`TrainingPairs` and its first batch) is timed at each 
 The same run then measures the ratios against the limits: extract against ffmpeg's
 decode-only rate on the real clips (`bench_extract.py`) and annotate's frames/s per core
 against the naive detect + predict loop (`bench_annotate.py`) and against extract.
-About 7 minutes on 2 cores; `--scales 1 4` leaves out the 16x (most of the time).
+About 4 minutes on 2 cores; `--scales 1 4` leaves out the 16x (most of the time).
 """
 
 from __future__ import annotations
