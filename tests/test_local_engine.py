@@ -52,3 +52,20 @@ def test_a_pool_that_cannot_start_fails_the_run():
 
     with pytest.raises(GlgError, match="no workers today"):
         run(list(range(50)), broken)
+
+
+def test_a_caller_that_stops_early_leaves_no_workers_behind():
+    pools = []
+
+    def kept_pool(workers):
+        pools.append(late_pool(0.1)(workers))
+        return pools[-1]
+
+    with pytest.raises(RuntimeError, match="stop"):
+        with clip_results(job_and_pid, list(range(100)), "local", 2, lambda: None, kept_pool,
+                          "test", start_here=True) as results:
+            for job, _ in results:
+                if job == 10:
+                    raise RuntimeError("stop")
+    (pool,) = pools
+    assert all(p.exitcode is not None for p in pool._pool)  # terminated and joined
