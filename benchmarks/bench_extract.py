@@ -1,8 +1,9 @@
 """Extraction against ffmpeg's decode-only rate, where its time goes, and its memory on a short
 and a long clip.
 
-Run: `.venv/bin/python benchmarks/bench_extract.py` (needs ../shared/real-clips; installs the
-ffmpeg CLI with apt-get when it is missing). Prints figures and ratios measured in this run:
+Run: `.venv/bin/python benchmarks/bench_extract.py [--copies 1 4 16]` (needs
+../shared/real-clips; installs the ffmpeg CLI with apt-get when it is missing). Prints figures
+and ratios measured in this run:
 
 - ratio: `ffmpeg -i clip -f null -` over all clips, one after another (ffmpeg threads itself),
   against the stage's function on the same clips with the committed params except
@@ -11,9 +12,9 @@ ffmpeg CLI with apt-get when it is missing). Prints figures and ratios measured 
   machine's speed drifts by 10 % between runs) and with 1; wall rates (the goal: extract >=
   0.7x ffmpeg's, the median round) and CPU per source frame (ffmpeg's exact, extract's process
   tree sampled). The rate is `extract`'s own time; the whole process's (interpreter and
-  imports too, ~0.3 s) is printed beside it, against ffmpeg's six process starts. Once on the
-  6 clips (1x) and once on each clip taken 4 times (4x, 24 clips), where the stage's fixed
-  costs (pool start, the last clip's tail) weigh a quarter as much;
+  imports too, ~0.3 s) is printed beside it, against ffmpeg's process starts. Once on the 6
+  clips (1x) and once on each clip taken 4 times (4x, 24 clips), where the stage's fixed costs
+  (pool start, the last clip's tail) weigh a quarter as much, or at each `--copies`;
 - profile: CPU ms per source frame of each piece of extract in one process (decode, detect,
   crop and resize, JPEG encode, spool write, the rest), and the process start of a stage run;
 - memory: peak RSS (the stage process and its children, sampled) extracting one clip and the
@@ -22,6 +23,7 @@ ffmpeg CLI with apt-get when it is missing). Prints figures and ratios measured 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import resource
@@ -227,7 +229,11 @@ def memory() -> None:
 
 
 if __name__ == "__main__":
-    decode_ratio(1, rounds=5)
-    decode_ratio(4, rounds=3)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--copies", type=int, nargs="+", default=[1, 4],
+                        help="each real clip taken this many times, one ratio per value "
+                             "(16: about 6 minutes)")
+    for copies in parser.parse_args().copies:
+        decode_ratio(copies, rounds=5 if copies == 1 else 3)
     profile()
     memory()
