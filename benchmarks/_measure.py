@@ -1,9 +1,8 @@
 """What the benchmarks share: the wall time, CPU time and peak memory of a process tree,
-sampled every 10 ms, for a command run in a fresh process or for a block of this process."""
+sampled every 10 ms (or as asked), for a command run in a fresh process."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -22,9 +21,9 @@ class Measured(NamedTuple):
 
 
 class TreeSampler:
-    """Samples a process and its descendants every `interval` s in a thread: peak summed RSS and
-    each process's CPU time (a process living less than `interval` may be missed; sampling
-    costs this process ~0.1 CPU s a second at 10 ms)."""
+    """Samples another process and its descendants every `interval` s in a thread: peak summed
+    RSS and each process's CPU time (a process living less than `interval` may be missed;
+    sampling costs the sampling process ~0.1 CPU s a second at 10 ms)."""
 
     def __init__(self, pid: int, interval: float = 0.01):
         self.root, self.interval = psutil.Process(pid), interval
@@ -34,8 +33,6 @@ class TreeSampler:
 
     def __enter__(self) -> TreeSampler:
         self.started = time.perf_counter()
-        self._own = self.root.pid == os.getpid()
-        self._root_base = _cpu(self.root) if self._own else 0.0
         self._thread.start()
         return self
 
@@ -43,8 +40,6 @@ class TreeSampler:
         self._stop.set()
         self._thread.join()
         self.seconds = time.perf_counter() - self.started
-        if self._own:  # exact for this process, less what sampling cost (~0.1 CPU s a second)
-            self.cpu[self.root.pid] = _cpu(self.root) - self._root_base - self._sampler_cpu
 
     def _run(self) -> None:
         base = {}  # CPU the processes alive at the first sample had already spent
@@ -68,7 +63,6 @@ class TreeSampler:
             self.peak = max(self.peak, rss)
             if self._stop.wait(self.interval):
                 break
-        self._sampler_cpu = time.thread_time()
 
     def result(self) -> Measured:
         return Measured(self.peak / 2**20, self.seconds, sum(self.cpu.values()))
@@ -99,8 +93,3 @@ def peak_rss_mib(command: list[str]) -> tuple[float, float]:
     in MiB and its wall seconds."""
     measured = measure(command)
     return measured.peak_mib, measured.seconds
-
-
-def own_tree() -> TreeSampler:
-    """A sampler of this process (its CPU counted from now on) and its workers, for a block."""
-    return TreeSampler(os.getpid())

@@ -84,9 +84,6 @@ def per_piece(dataset: TrainingPairs, n: int = 320) -> dict[str, float]:
     clock("Eq. 3 transfer", lambda r: transfer_landmarks(f.landmarks[r], f.mean[i[r]], f.std[i[r]],
                                                          f.mean[0], f.std[0]))
     clock("whole uint8 pair (what a worker makes)", lambda k: raw[k], items)
-    batches = [default_collate([raw[k] for k in items[j:j + 32]]) for j in range(0, n, 32)]
-    clock("batch decode to float (main process)", lambda j: decode_pair(batches[j]),
-          range(len(batches)))
     return times
 
 
@@ -164,13 +161,13 @@ def main() -> None:
               f"-> ratio {prepared / stored:.2f} (limit ~1.5)")
 
         dataset = TrainingPairs(tmp / "full" / "prepared", seed=0)
-        pieces = per_piece(dataset)
-        for name, ms in pieces.items():
+        for name, ms in per_piece(dataset).items():
             print(f"per pair: {name:45s} {ms:6.3f} ms")
         # Batches reach the training step through the main process: on the CPU it turns each
         # into floats (one thread here), which caps the rate however many workers feed it.
-        ceiling = 32e3 / decode_ms(dataset, 1)
-        print(f"main process: a batch to float on the CPU {32e3 / ceiling:.1f} ms with 1 torch "
+        one_thread = decode_ms(dataset, 1)
+        ceiling = 32e3 / one_thread
+        print(f"main process: a batch to float on the CPU {one_thread:.1f} ms with 1 torch "
               f"thread, {decode_ms(dataset, cores):.1f} ms with {cores} (the training default)")
         device = "cuda" if torch.cuda.is_available() else None
         where = "the GPU" if device else "the CPU, in the main process"

@@ -91,8 +91,7 @@ class _StartingPool:
         self.work, self.jobs = work, jobs
         self.lock = threading.Lock()
         self.begun = 0  # jobs this process has begun, the first ones
-        self.handed: int | None = None  # jobs[handed:] went to the pool, once it is up
-        self.pool: multiprocessing.pool.Pool | None = None
+        self.pool: multiprocessing.pool.Pool | None = None  # once up, it has jobs[begun:]
         self.pool_results: Iterator = iter(())
         self.failure: BaseException | None = None  # of the pool's start, raised by `results`
         self.thread = threading.Thread(target=self._start, args=(local_pool, workers),
@@ -107,14 +106,14 @@ class _StartingPool:
             self.failure = err
             return
         with self.lock:
-            self.pool, self.handed = pool, self.begun
-            if self.handed < len(self.jobs):
-                self.pool_results = pool.imap(self.work, self.jobs[self.handed:])
+            self.pool = pool
+            if self.begun < len(self.jobs):
+                self.pool_results = pool.imap(self.work, self.jobs[self.begun:])
 
     def _take(self) -> int | None:
         """The index of the next job for this process, or None once the pool has the rest."""
         with self.lock:
-            if self.handed is not None or self.failure or self.begun == len(self.jobs):
+            if self.pool is not None or self.failure or self.begun == len(self.jobs):
                 return None
             self.begun += 1
             return self.begun - 1

@@ -6,7 +6,8 @@ compact scenario x metric summary `make demo` prints.
 Reads JSON only (no torch): `metrics/evaluate.json` (scenario -> metrics, `backends`, and an
 extra all-unseen dataset as `<name> -> unseen -> metrics`), `metrics/evaluate_sanity.json`
 (scenario -> `driving_as_output` / `source_as_output` / `annotator_vs_truth`, the annotator's
-noise floor against synthetic ground truth -> metrics), `metrics/train_reenact/metrics.json` and `metrics/train_lgan/metrics.json`.
+noise floor against synthetic ground truth -> metrics), `metrics/train_reenact/metrics.json`
+and `metrics/train_lgan/metrics.json`.
 """
 
 from __future__ import annotations
