@@ -8,7 +8,7 @@ import pytest
 from glg.errors import GlgError
 from glg.frames import (SHARD, FrameStore, FrameStoreWriter, encode_bgr, read_frame,
                         read_manifest)
-from glg.writers import ArrayWriter, TableWriter
+from glg.writers import ArrayWriter, TableWriter, arrow_column
 
 COLUMNS = pa.schema([("note", pa.string())])
 
@@ -93,6 +93,25 @@ def test_table_rows_land_in_equal_row_groups_and_equal_bytes_however_they_arrive
     assert pq.read_table(tmp_path / "0.parquet").to_pydict() == rows
     assert (tmp_path / "0.parquet").read_bytes() == (tmp_path / "1.parquet").read_bytes() == (
         tmp_path / "2.parquet").read_bytes()
+
+
+@pytest.mark.parametrize("values, type", [
+    (["a", "", "ünï cödé ß", "a"], pa.string()), ([], pa.string()), ([0, -3, 2**31 - 1], pa.int32()),
+    (np.arange(5), pa.int64()), (np.array([0.1, 2.5, -1e30]), pa.float32()),
+    ([0.04, 1 / 3], pa.float64()), (np.array([7.0, 8.0]), pa.int64())])
+def test_columns_equal_pyarrows_own(values, type):
+    column = arrow_column(values, type)
+    column.validate(full=True)
+    assert column.equals(pa.array(values, type))
+
+
+@pytest.mark.parametrize("values, type", [
+    ([2**31], pa.int32()), ([-1], pa.uint8()), ([1.5], pa.int64()), ([float("nan")], pa.int64())])
+def test_integers_that_do_not_fit_are_errors(values, type):
+    with pytest.raises(ValueError, match=f"out of range of {type} or not integers"):
+        arrow_column(values, type)
+    with pytest.raises(TypeError, match="only strings and numbers"):
+        arrow_column([True], pa.bool_())
 
 
 def test_arrays_of_unknown_length_load_and_map(tmp_path):
