@@ -18,6 +18,7 @@ class Measured(NamedTuple):
     peak_mib: float  # peak of the summed RSS of the process and its descendants
     seconds: float  # wall
     cpu_seconds: float  # user + system of every process of the tree, each as last sampled
+    own_cpu_seconds: float = 0.0  # of the process itself, without its descendants
 
 
 class TreeSampler:
@@ -65,7 +66,8 @@ class TreeSampler:
                 break
 
     def result(self) -> Measured:
-        return Measured(self.peak / 2**20, self.seconds, sum(self.cpu.values()))
+        return Measured(self.peak / 2**20, self.seconds, sum(self.cpu.values()),
+                        self.cpu.get(self.root.pid, 0.0))
 
 
 def _cpu(process: psutil.Process) -> float:

@@ -90,7 +90,8 @@ def main() -> None:
     torch.set_num_threads(config.threads or torch.get_num_threads())
     cv2.setNumThreads(1)
     model = load_reenactor(args.reenact)
-    lgan = load_landmark_generator(LGAN) if model.config.landmark_mode == "lgan" else None
+    lgan = (load_landmark_generator(LGAN, PREPARED)
+            if model.config.landmark_mode == "lgan" else None)
     embedder = make_embedder("dlib")
     pairs = {}
     for scenario in ("self", "unseen", "known"):

@@ -74,7 +74,7 @@ def run_scale(scale: int, work: Path, engine: str) -> dict:
     """Every stage at one scale; {stage: (Measured, output MiB)}, frames and loader set-up."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["synthesize"]["identities"] = DEMO_IDENTITIES * scale
-    raw["extract"]["engine"] = raw["annotate"]["engine"] = engine
+    raw["extract"]["engine"] = raw["annotate"]["engine"] = raw["prepare"]["engine"] = engine
     work.mkdir(parents=True)
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
     rows = {}
@@ -115,15 +115,16 @@ def loader_setup(prepared: Path, out: Path) -> None:
 
 
 def print_table(results: dict[int, dict]) -> None:
-    print(f"\n{'stage':<11}{'scale':>6}{'frames':>8}{'wall s':>8}{'CPU s':>8}{'CPU ms/fr':>10}"
-          f"{'peak MiB':>10}{'out MiB':>9}{'KiB/fr':>8}")
+    print(f"\n{'stage':<11}{'scale':>6}{'frames':>8}{'wall s':>8}{'CPU s':>8}{'own CPU s':>10}"
+          f"{'CPU ms/fr':>10}{'peak MiB':>10}{'out MiB':>9}{'KiB/fr':>8}  (own: the stage's "
+          f"process without its workers)")
     for stage in STAGES:
         for scale, result in results.items():
             m, mib = result["stages"][stage]
             n = result["frames"]
             print(f"{stage:<11}{scale:>5}x{n:>8}{m.seconds:>8.1f}{m.cpu_seconds:>8.1f}"
-                  f"{1e3 * m.cpu_seconds / n:>10.2f}{m.peak_mib:>10.0f}{mib:>9.1f}"
-                  f"{mib * 1024 / n:>8.1f}")
+                  f"{m.own_cpu_seconds:>10.1f}{1e3 * m.cpu_seconds / n:>10.2f}"
+                  f"{m.peak_mib:>10.0f}{mib:>9.1f}{mib * 1024 / n:>8.1f}")
     print(f"\n{'loader set-up':<15}{'scale':>6}{'train frames':>13}{'open s':>8}"
           f"{'batch 1 s':>10}{'2 workers s':>12}{'peak MiB':>9}  (summed RSS: the DataLoader "
           f"workers' shared pages counted in each)")
@@ -165,13 +166,15 @@ def projected_peak(results: dict[int, dict], stage: str, frames: float) -> float
     return peak + slope * max(0.0, min(frames, BUFFER_ROWS) - n1)
 
 
-def per_frame_costs(results: dict[int, dict]) -> dict[str, tuple[float, float]]:
+def per_frame_costs(results: dict[int, dict],
+                    own: bool = False) -> dict[str, tuple[float, float]]:
     """Per stage, CPU seconds = fixed + per_frame x frames, least squares over two or more
-    scales."""
+    scales: of the whole process tree, or (`own`) of the stage's own process alone."""
     frames = np.array([r["frames"] for r in results.values()], float)
     costs = {}
     for stage in STAGES:
-        cpu = np.array([r["stages"][stage][0].cpu_seconds for r in results.values()])
+        cpu = np.array([getattr(r["stages"][stage][0], "own_cpu_seconds" if own else
+                                "cpu_seconds") for r in results.values()])
         per_frame, fixed = np.polyfit(frames, cpu, 1)
         costs[stage] = (max(fixed, 0.0), per_frame)
     return costs
@@ -182,7 +185,7 @@ def print_projection(results: dict[int, dict]) -> None:
         print("\nprojection: needs two scales or more (per-frame costs are fitted over them)")
         return
     largest = results[max(results)]
-    costs = per_frame_costs(results)
+    costs, own = per_frame_costs(results), per_frame_costs(results, own=True)
     print("\nprojection, assuming:")
     for line in [
         "CPU s = fixed + per frame x frames, fitted over the scales measured here, on this "
@@ -190,8 +193,10 @@ def print_projection(results: dict[int, dict]) -> None:
         "source frames of 256 px as the demo's (the 512 px real clips cost more per frame to "
         "extract: see the ratio below), clips of the demo's 75 frames (annotate's one face "
         "descriptor per clip, ~0.08 s, is counted per frame: longer clips cost less)",
-        "extract and annotate spread clips over all cores (local workers or Ray actors, one "
-        "per core, clips independent); prepare runs in one process",
+        "each stage spreads its clips over all cores (local workers or Ray actors, one per "
+        "core, clips independent) while its own process reads, selects and writes in clip "
+        "order: wall = the larger of the whole CPU over the cores and the stage process's own "
+        "CPU (fitted the same way), which no number of cores shortens",
         "peak memory: a constant plus the clip in hand (clips of <= extract.max_frames = 250 "
         "frames) plus row buffers that fill up to annotate.shard_rows (50,000) and Parquet row "
         f"groups ({BUFFER_ROWS:,} rows): extrapolated linearly from the last two scales up to "
@@ -201,16 +206,18 @@ def print_projection(results: dict[int, dict]) -> None:
     ]:
         print(f"  - {line}")
     print("per-frame CPU: " + ", ".join(
-        f"{s} {1e3 * costs[s][1]:.2f} ms (+{costs[s][0]:.1f} s fixed)" for s in STAGES[1:]))
+        f"{s} {1e3 * costs[s][1]:.2f} ms (+{costs[s][0]:.1f} s fixed; its own process "
+        f"{1e3 * own[s][1]:.2f} ms)" for s in STAGES[1:]))
     for name, (low, high), note in TARGETS:
         print(f"\n{name}: {note}")
         print(f"{'stage':<10}{'CPU':>14}" + "".join(f"{f'wall, {c} cores':>18}"
                                                   for c in CLUSTER_CORES)
               + f"{'peak MiB':>10}{'disk GiB':>12}")
         for stage in STAGES[1:]:
-            fixed, per_frame = costs[stage]
+            (fixed, per_frame), (own_fixed, own_per_frame) = costs[stage], own[stage]
             cpu = [fixed + per_frame * n for n in (low, high)]
-            walls = [[s / (1 if stage == "prepare" else c) for s in cpu] for c in CLUSTER_CORES]
+            serial = [own_fixed + own_per_frame * n for n in (low, high)]
+            walls = [[max(s / c, t) for s, t in zip(cpu, serial)] for c in CLUSTER_CORES]
             mib = largest["stages"][stage][1]
             disk = [mib / largest["frames"] * n / 1024 for n in (low, high)]
             print(f"{stage:<10}{duration(cpu):>14}" + "".join(f"{duration(w):>18}" for w in walls)

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from glg.errors import GlgError
+from glg.errors import GlgError, reading
 from glg.landmarks import (AU_IDS, AU_PRESENCE, AU_SCORE, N_LANDMARKS, POSE_COLUMNS, X_COLUMNS,
                            Y_COLUMNS)
 
@@ -236,12 +236,15 @@ def read_identity_embeddings(annotations_dir: str | Path, identities: Sequence[s
     path = Path(annotations_dir) / IDENTITY_FILE
     if not path.is_file():
         raise GlgError(f"{path}: identity embeddings not found (run annotate first)")
-    metadata = pq.read_schema(path).metadata or {}
+    with reading(path, "identity embedding table"):
+        metadata = pq.read_schema(path).metadata or {}
     version = metadata.get(b"glg.schema_version", b"").decode()
     if version != SCHEMA_VERSION:
         raise GlgError(f"{path}: identity schema version {version!r}, expected "
                        f"{SCHEMA_VERSION!r}; re-run annotate")
-    table = pd.read_parquet(path, columns=["identity", "embedding"]).dropna(subset=["embedding"])
+    with reading(path, "identity embedding table"):
+        table = pd.read_parquet(path, columns=["identity", "embedding"])
+    table = table.dropna(subset=["embedding"])
     rows = []
     for name in identities:
         own = table.loc[table["identity"] == name, "embedding"]

@@ -9,7 +9,10 @@ leaves either the previous checkpoints or the new one, never a half-written file
 checkpoint's name. On resume the newest readable one is used; one that cannot be read is named
 in one line and the one before it is tried. The fingerprint is what the training trajectory
 depends on (params and inputs, each trainer says which); a checkpoint written under another one
-is named in one line with the first difference, and training starts fresh.
+is named in one line with the first difference, and training starts fresh. The process that
+writes checkpoints moves the old ones into `stale/` (replacing an earlier `stale/`), where they
+wait until the new run has written its first checkpoint: a run that fails before then loses
+nothing, and a later run under their fingerprint moves them back and resumes from them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 
 CHECKPOINT_GLOB = "step-*.pt"
+STALE = "stale"  # the subfolder where checkpoints of other params wait for a new run's first
 REQUIRED = ("step", "fingerprint", "models", "optimizers", "rng")
 
 
@@ -53,10 +58,13 @@ def atomic_save(path: Path, value: Any) -> None:
 
 
 def save_checkpoint(directory: Path, step: int, state: Mapping[str, Any], keep: int) -> Path:
-    """Write `state` as the checkpoint at `step` (`atomic_save`), then delete all but the newest
-    `keep` checkpoints."""
+    """Write `state` as the checkpoint at `step` (`atomic_save`), then delete `stale/` and all
+    but the newest `keep` checkpoints."""
     final = checkpoint_path(directory, step)
     atomic_save(final, dict(state))
+    stale = Path(directory) / STALE
+    if stale.is_dir():  # this run has a checkpoint of its own now
+        shutil.rmtree(stale)
     for old in checkpoints(directory)[:-keep]:
         old.unlink()
     return final
@@ -69,31 +77,38 @@ def load_checkpoint(directory: Path, fingerprint: Mapping[str, Any], say: Callab
 
     An unreadable checkpoint (truncated, corrupt, not ours): one line naming it, then the one
     before. One written under another fingerprint: one line naming it and the first difference;
-    with `remove_stale` (the process that writes checkpoints) every checkpoint there is deleted.
-    One past `until` belongs to a longer run of the same trajectory: passed over in silence.
+    with `remove_stale` (the process that writes checkpoints) every checkpoint there is moved
+    into `stale/`, replacing an earlier one. With no readable checkpoint in `directory`, the
+    newest in `stale/` is tried: one of `fingerprint` is resumed, and with `remove_stale` the
+    checkpoints there are moved back. One past `until` belongs to a longer run of the same
+    trajectory: passed over in silence.
     """
     directory = Path(directory)
+    stale = directory / STALE
     for temporary in directory.glob(f".{CHECKPOINT_GLOB}.tmp"):
         temporary.unlink(missing_ok=True)  # a write that was cut short
-    for path in reversed(checkpoints(directory)):
-        if until is not None and int(path.stem[5:]) > until:
-            continue
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict) or any(key not in state for key in REQUIRED):
-                raise ValueError("not a glg checkpoint")
-        except Exception as err:  # torch raises many kinds on a truncated or foreign file
-            say(f"checkpoint {path} is unreadable ({type(err).__name__}: "
-                f"{str(err).splitlines()[0][:80] if str(err) else ''}); trying the previous one")
-            continue
-        difference = first_difference(state["fingerprint"], fingerprint)
-        if difference is None:
-            return state
-        say(f"checkpoint {path} was written under other params ({difference}); starting fresh")
-        if remove_stale:
-            for old in checkpoints(directory):
-                old.unlink()
+    found = _newest_readable(directory, say, until)
+    if found is None and stale.is_dir():  # a run under other params failed before its first
+        found = _newest_readable(stale, say, until)
+    if found is None:
         return None
+    path, state = found
+    difference = first_difference(state["fingerprint"], fingerprint)
+    if difference is None:
+        if remove_stale and path.parent == stale:
+            _move_checkpoints(stale, directory)
+            shutil.rmtree(stale)
+            say(f"checkpoint {path} is of these params: the checkpoints in {stale} are moved "
+                "back")
+        return state
+    if remove_stale and path.parent == directory:
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        stale.mkdir()
+        _move_checkpoints(directory, stale)
+    kept = f" (the old checkpoints wait in {stale} until this run writes its first)"
+    say(f"checkpoint {path} was written under other params ({difference}); starting fresh"
+        f"{kept if stale.is_dir() else ''}")
     return None
 
 
@@ -166,6 +181,34 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _newest_readable(directory: Path, say: Callable[[str], None],
+                     until: int | None) -> tuple[Path, dict] | None:
+    """The newest checkpoint in `directory` at step `until` at the most that loads, with its
+    content; one line for each newer one that does not."""
+    for path in reversed(checkpoints(directory)):
+        if until is not None and int(path.stem[5:]) > until:
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or any(key not in state for key in REQUIRED):
+                raise ValueError("not a glg checkpoint")
+        except Exception as err:  # torch raises many kinds on a truncated or foreign file
+            say(f"checkpoint {path} is unreadable ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:80] if str(err) else ''}); trying the previous one")
+            continue
+        return path, state
+    return None
+
+
+def _move_checkpoints(source: Path, target: Path) -> None:
+    """Rename every checkpoint in `source` into `target`, newest first: a move cut short leaves
+    the newest where it is read first."""
+    for path in reversed(checkpoints(source)):
+        os.replace(path, target / path.name)
+    _fsync_folder(target)
+    _fsync_folder(source)
 
 
 def _plain(value: Any) -> Any:

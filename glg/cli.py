@@ -34,15 +34,15 @@ def report(
 ) -> None:
     """Our runs beside the paper's Tables I-V and thesis Table 4.7, in reports/report.md."""
     from glg import report as reporting
-    from glg.errors import GlgError
+    from glg.errors import GlgError, error_line
 
     try:
         if summary:
             typer.echo(reporting.summary(metrics))
             return
         path = reporting.write_report(reporting.exp_show(exp_json), out, metrics)
-    except GlgError as err:
-        typer.echo(f"error: {err}", err=True)
+    except (GlgError, OSError) as err:
+        typer.echo(error_line(err), err=True)
         raise typer.Exit(1) from None
     typer.echo(f"report: {path}")
 
@@ -71,7 +71,7 @@ def reenact_command(
                       ] = Path("params.yaml"),
 ) -> None:
     """Animate the face in SOURCE with the head motion and expressions of DRIVING."""
-    from glg.errors import GlgError
+    from glg.errors import GlgError, error_line
     from glg.reenact import reenact
 
     try:
@@ -79,8 +79,8 @@ def reenact_command(
                        landmarks=landmarks, identity=identity, side_by_side=side_by_side,
                        paste_back=paste_back, device=device, batch=batch, params=params,
                        warn=lambda line: typer.echo(line, err=True))
-    except GlgError as err:
-        typer.echo(f"error: {err}", err=True)
+    except (GlgError, OSError) as err:
+        typer.echo(error_line(err), err=True)
         raise typer.Exit(1) from None
     held = f", {done.held} without a face held the last good landmarks" if done.held else ""
     note = f" (asked for another: {done.note})" if done.note else ""

@@ -1,8 +1,9 @@
 """Typed params: one frozen dataclass per params.yaml section (`glg.sections`), validated
 before any work.
 
-`load_params("extract")` reads params.yaml, checks every key of that section against the
-dataclass (unknown keys, wrong types, out-of-range values) and returns the frozen config.
+`load_params("extract")` reads params.yaml (its floats as YAML 1.2 reads them, as DVC does),
+checks every key of that section against the dataclass (unknown keys, wrong types, inf and nan,
+out-of-range values) and returns the frozen config.
 Any problem raises `ConfigError` with one line naming the key and what is allowed.
 Defaults are the paper's values where the paper fixes one (the section is cited).
 """
@@ -10,6 +11,8 @@ Defaults are the paper's values where the paper fixes one (the section is cited)
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,26 @@ from glg.sections import (AnnotateConfig, DataConfig, EvaluateConfig, ExtractCon
                           SynthesizeConfig, TrainConfig, require)
 
 PARAMS_FILE = Path("params.yaml")
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` with YAML 1.2's floats, as DVC's ruamel reads params.yaml: `2e-4`,
+    `1e5` and `.5` are numbers, not the strings YAML 1.1 makes of them."""
+
+
+_FLOAT = "tag:yaml.org,2002:float"
+ParamsLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _FLOAT]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+# ruamel.yaml's YAML 1.2 float pattern (ruamel/yaml/resolver.py), so DVC and the stages agree
+ParamsLoader.add_implicit_resolver(_FLOAT, re.compile(r"""^(?:
+     [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+
+
 @dataclass(frozen=True)
 class Params:
     """The whole params.yaml: top-level seed plus one config per section."""
@@ -55,7 +78,7 @@ def load_params(section: str | None = None, path: str | Path = PARAMS_FILE) -> A
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=ParamsLoader) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict):
@@ -130,7 +153,13 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if hint is float:
         require(isinstance(value, (int, float)) and not isinstance(value, bool), key, "a number",
                 value)
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past the floats' range
+            number = math.inf if value > 0 else -math.inf
+        if not math.isfinite(number):  # .inf, .nan: the sections' `x > 0` checks let inf through
+            raise ConfigError(f"{key}: expected a finite number, got {number}")
+        return number
     if hint is str:
         require(isinstance(value, str), key, "a string", value)
         return value

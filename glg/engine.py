@@ -1,7 +1,7 @@
-"""Clip-parallel work for the extract and annotate stages: one function applied to every clip,
-on worker processes of this machine (`local`, the default) or on Ray actors across a cluster
-(`ray`), the results coming back in clip order either way, so a stage's bytes do not depend
-on the engine, the number of workers or which worker finishes first.
+"""Clip-parallel work for the extract, annotate and prepare stages: one function applied to
+every clip, on worker processes of this machine (`local`, the default) or on Ray actors across
+a cluster (`ray`), the results coming back in clip order either way, so a stage's bytes do not
+depend on the engine, the number of workers or which worker finishes first.
 
 Why Ray and not another engine: it is already a dependency (Flower's simulation runs on it);
 an actor is a long-lived worker process that keeps what its `setup` built, such as dlib's
@@ -14,21 +14,23 @@ cluster the data folder must be on storage that every machine mounts at the same
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import multiprocessing.pool
 import os
+import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import Any, Literal
 
 from glg.errors import GlgError
 
 Engine = Literal["local", "ray"]
 RAY_ADDRESS = "RAY_ADDRESS"  # Ray's own variable naming the cluster to join
-AHEAD = 4  # jobs a Ray run schedules past the one it waits for, per actor: bounds held results
+AHEAD = 4  # jobs in flight past the one awaited, per worker: bounds held jobs and results
 
 # Ray (>= 2.43) starts its workers through `uv run` in the driver's working folder when the
 # driver itself ran under `uv run` (as `make` runs everything); from a folder outside the
@@ -39,18 +41,22 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
 @contextlib.contextmanager
-def clip_results(work: Callable[[Any], Any], jobs: Sequence, engine: Engine, workers: int,
+def clip_results(work: Callable[[Any], Any], jobs: Iterable, engine: Engine, workers: int,
                  setup: Callable[[], None],
                  local_pool: Callable[[int], multiprocessing.pool.Pool],
                  name: str, start_here: bool = False) -> Iterator[Iterator]:
     """`work(job)` for every job, yielded in job order, on `workers` local processes
     (`local_pool(n)` makes them), Ray actors (each runs `setup` once) or, for one worker, this
-    process (after `setup`). The workers start on entering, before the caller starts any
-    thread (forking a threaded process can hang), and stop on leaving; `name` is the params
-    section, for messages. `start_here`: for a `local_pool` whose workers fork from a server,
-    not from this process, this process works through the first jobs while they start
+    process (after `setup`). `jobs` may be a generator: it is drawn at most `AHEAD` x workers
+    jobs past the result awaited, so a caller can stream jobs from a dataset of any size. The
+    workers start on entering, before the caller starts any thread (forking a threaded
+    process can hang), and stop on leaving; `name` is the params section, for messages.
+    `start_here` (jobs a `Sequence`): for a `local_pool` whose workers fork from a server, not
+    from this process, this process works through the first jobs while they start
     (`_StartingPool`)."""
-    workers = max(1, min(workers, len(jobs)))
+    if isinstance(jobs, Sized):
+        workers = min(workers, len(jobs))
+    workers = max(1, workers)
     if engine == "ray":
         with _ray_session(workers, name) as ray:
             actor = ray.remote(num_cpus=1)(_ClipWorker)
@@ -61,7 +67,7 @@ def clip_results(work: Callable[[Any], Any], jobs: Sequence, engine: Engine, wor
                 for a in actors:
                     ray.kill(a)
     elif workers > 1 and start_here:
-        starting = _StartingPool(local_pool, workers, work, jobs)
+        starting = _StartingPool(local_pool, workers, work, jobs, name)
         try:
             yield starting.results(setup)
         finally:
@@ -69,13 +75,61 @@ def clip_results(work: Callable[[Any], Any], jobs: Sequence, engine: Engine, wor
     elif workers > 1:
         pool = local_pool(workers)
         try:
-            yield pool.imap(work, jobs)  # imap keeps the job order
+            yield _in_order_local(pool, work, jobs, AHEAD * workers, name)
         finally:
             pool.terminate()  # every result is in (or the run failed): stop the workers
             pool.join()
     else:
         setup()
         yield map(work, jobs)
+
+
+def _in_order_local(pool: multiprocessing.pool.Pool, work: Callable[[Any], Any], jobs: Iterable,
+                    ahead: int, name: str) -> Iterator:
+    """Each job's result in job order, at most `ahead` jobs drawn past the one awaited (the
+    pool's own `imap` draws every job at once)."""
+    alive = _Alive(pool, name)
+    pending: collections.deque = collections.deque()
+    for job in jobs:
+        pending.append(pool.apply_async(work, (job,)))
+        if len(pending) > ahead:
+            yield alive.get(pending.popleft())
+    while pending:
+        yield alive.get(pending.popleft())
+
+
+class _Alive:
+    """Waits on a pool's results while watching its workers. A pool replaces a worker that
+    dies (a crash in native code, the out-of-memory killer) but never returns the job it held,
+    so a plain wait would hang for ever: a death stops the run in one line instead."""
+
+    def __init__(self, pool: multiprocessing.pool.Pool, name: str):
+        self.workers, self.name = list(pool._pool), name  # the processes the pool started
+
+    def get(self, result: multiprocessing.pool.AsyncResult) -> Any:
+        while not result.ready():
+            self.check()
+            result.wait(0.2)
+        return result.get()
+
+    def results(self, results: multiprocessing.pool.IMapIterator) -> Iterator:
+        while True:
+            try:
+                yield results.next(timeout=0.2)
+            except multiprocessing.TimeoutError:
+                self.check()
+            except StopIteration:
+                return
+
+    def check(self) -> None:
+        for worker in self.workers:
+            code = worker.exitcode
+            if code is not None:
+                how = (f"killed by {signal.Signals(-code).name}" if code < 0
+                       else f"exit code {code}")
+                raise GlgError(f"{self.name}: worker process {worker.pid} died ({how}) with "
+                               "clips in flight (a crash in native code, or the out-of-memory "
+                               "killer); the run stopped, its outputs incomplete")
 
 
 class _StartingPool:
@@ -87,8 +141,8 @@ class _StartingPool:
     server."""
 
     def __init__(self, local_pool: Callable[[int], multiprocessing.pool.Pool], workers: int,
-                 work: Callable[[Any], Any], jobs: Sequence):
-        self.work, self.jobs = work, jobs
+                 work: Callable[[Any], Any], jobs: Sequence, name: str):
+        self.work, self.jobs, self.name = work, jobs, name
         self.lock = threading.Lock()
         self.begun = 0  # jobs this process has begun, the first ones
         self.pool: multiprocessing.pool.Pool | None = None  # once up, it has jobs[begun:]
@@ -108,7 +162,8 @@ class _StartingPool:
         with self.lock:
             self.pool = pool
             if self.begun < len(self.jobs):
-                self.pool_results = pool.imap(self.work, self.jobs[self.begun:])
+                self.pool_results = _Alive(pool, self.name).results(
+                    pool.imap(self.work, self.jobs[self.begun:]))
 
     def _take(self) -> int | None:
         """The index of the next job for this process, or None once the pool has the rest."""
@@ -146,22 +201,36 @@ class _ClipWorker:
         return self.work(job)
 
 
-def _in_order(ray, actors: list, jobs: Sequence) -> Iterator:
+def _in_order(ray, actors: list, jobs: Iterable) -> Iterator:
     """Each job's result in job order; a free actor takes the next job, at most
-    `AHEAD` x actors jobs past the one awaited, so finished results wait in bounded number."""
+    `AHEAD` x actors jobs past the one awaited, so drawn jobs and finished results wait in
+    bounded number."""
+    jobs = iter(jobs)
     idle, pending, finished = list(actors), {}, {}  # pending: ObjectRef -> (job, actor)
-    submitted = 0
-    for index in range(len(jobs)):
-        while index not in finished:
-            while idle and submitted < len(jobs) and submitted - index < AHEAD * len(actors):
-                actor = idle.pop()
-                pending[actor.run.remote(jobs[submitted])] = (submitted, actor)
-                submitted += 1
-            (ready,), _ = ray.wait(list(pending), num_returns=1)
-            job, actor = pending.pop(ready)
-            finished[job] = ready
-            idle.append(actor)
-        yield ray.get(finished.pop(index))
+    submitted = index = 0  # jobs submitted; the index of the result awaited
+    drawn_all = False
+    while True:
+        while not drawn_all and idle and submitted - index < AHEAD * len(actors):
+            job = next(jobs, _NO_JOB)
+            if job is _NO_JOB:
+                drawn_all = True
+                break
+            actor = idle.pop()
+            pending[actor.run.remote(job)] = (submitted, actor)
+            submitted += 1
+        if index == submitted:  # nothing in flight, so every job was drawn and yielded
+            return
+        if index in finished:
+            yield ray.get(finished.pop(index))
+            index += 1
+            continue
+        (ready,), _ = ray.wait(list(pending), num_returns=1)
+        job, actor = pending.pop(ready)
+        finished[job] = ready
+        idle.append(actor)
+
+
+_NO_JOB = object()
 
 
 @contextlib.contextmanager

@@ -1,5 +1,11 @@
 """The one exception family stages turn into a one-line message and a non-zero exit."""
 
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 
 class GlgError(Exception):
     """Bad input or params: the message names the file or key and what was expected."""
@@ -7,3 +13,24 @@ class GlgError(Exception):
 
 class ConfigError(GlgError, ValueError):
     """A params.yaml key is unknown or its value is not allowed."""
+
+
+@contextlib.contextmanager
+def reading(path: str | Path, what: str) -> Iterator[None]:
+    """Turn a failure to parse `path` inside the block (a truncated or foreign file: Arrow's,
+    numpy's and the OS's errors) into one line naming the file and what it should have been."""
+    try:
+        yield
+    except GlgError:
+        raise
+    except (OSError, ValueError, EOFError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise GlgError(f"{path}: not a readable {what} ({reason})") from None
+
+
+def error_line(err: Exception) -> str:
+    """`error: <message>` for bad input (a `GlgError`); for an `OSError` (a read-only or full
+    disk, a file where a folder should be) `error: <file>: <reason>`."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"error: {err.filename}: {err.strerror}"
+    return f"error: {err}"

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from glg.errors import GlgError
+from glg.errors import GlgError, reading
 from glg.writers import ArrayWriter, TableWriter
 
 if TYPE_CHECKING:  # pandas in annotations only: extract's workers start 0.3 s sooner without it
@@ -161,9 +161,11 @@ class FrameStore:
         for name in (CLIPS, LOCATIONS):
             if not (self.dir / name).is_file():
                 raise GlgError(f"{self.dir / name}: frame store not found (run the extract stage)")
-        self.clips = pq.read_table(self.dir / CLIPS).to_pandas()  # identity, video, start, frames
+        with reading(self.dir / CLIPS, "frame store clip table"):  # identity, video, start, frames
+            self.clips = pq.read_table(self.dir / CLIPS).to_pandas()
         self._clip = {k: i for i, k in enumerate(zip(self.clips["identity"], self.clips["video"]))}
-        self.locations = np.load(self.dir / LOCATIONS, mmap_mode="r")  # (N, 4) int64
+        with reading(self.dir / LOCATIONS, "frame store location array"):
+            self.locations = np.load(self.dir / LOCATIONS, mmap_mode="r")  # (N, 4) int64
         self._shards: dict[int, object] = {}
 
     def __len__(self) -> int:
@@ -272,8 +274,9 @@ def read_manifest(frames_dir: str | Path, columns: Sequence[str] | None = None,
     if not path.is_file():
         raise GlgError(f"{path}: frame manifest not found (run the extract stage)")
     filters = None if identities is None else [("identity", "in", sorted(identities))]
-    if identities is not None and not identities:
-        schema = pq.read_schema(path)
-        return schema.empty_table().select(list(columns or schema.names)).to_pandas()
-    return pq.read_table(path, columns=None if columns is None else list(columns),
-                         filters=filters).to_pandas()
+    with reading(path, "frame manifest"):
+        if identities is not None and not identities:
+            schema = pq.read_schema(path)
+            return schema.empty_table().select(list(columns or schema.names)).to_pandas()
+        return pq.read_table(path, columns=None if columns is None else list(columns),
+                             filters=filters).to_pandas()

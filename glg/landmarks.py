@@ -15,7 +15,8 @@ from scipy.spatial.transform import Rotation
 
 N_LANDMARKS = 68
 
-# The paper's 18 action units (Sec III-B-2; the OpenFace set: thesis Ch. 3.3).
+# The paper's 18 action units (Sec III-B-2, Fig. 4; thesis 3.3: "commonly used for face
+# reenactment evaluation"; all 18 are among the AUs OpenFace reads).
 AU_IDS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 28, 45)
 AU_PRESENCE = tuple(f"AU{au:02d}_c" for au in AU_IDS)  # 0/1 columns
 AU_SCORE = tuple(f"AU{au:02d}_r" for au in AU_IDS)  # float columns, NaN where unknown

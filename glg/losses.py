@@ -19,8 +19,10 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-# VGG19's first 30 layers in the groups (1, 2), (3, 7), (8, 12), (13, 21), (22, 30), 1-based
-# and inclusive (thesis 3.5, Eq. 3.9): slices of torchvision's `vgg19().features`.
+# The first 30 layers of an ImageNet VGG in the groups (1, 2), (3, 7), (8, 12), (13, 21),
+# (22, 30), 1-based and inclusive (thesis 3.5, Eq. 3.9): slices of torchvision's
+# `vgg19().features`. The thesis says only "the VGG model"; VGG19 is our reading (30 layers and
+# these groups end at its ReLUs, as pix2pixHD's VGG19 loss slices it).
 VGG_GROUPS = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,7 +38,8 @@ def l1(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 def parts_l1(fake_parts: Sequence[torch.Tensor],
              real_parts: Sequence[torch.Tensor]) -> torch.Tensor:
-    """L1 of the re-enacted parts against the driving's, averaged over the four (Sec III-D)."""
+    """L1 of the re-enacted parts against the driving's, averaged over the four: Sec III-D
+    fixes the weight (5), not sum or mean; the mean is our choice (a sum is 4x the weight)."""
     return torch.stack([l1(f, r) for f, r in zip(fake_parts, real_parts, strict=True)]).mean()
 
 

@@ -1,4 +1,5 @@
-"""OpenFace's mean 3D face of the 68 landmarks: the rigid model behind head pose (Sec IV-A).
+"""OpenFace's mean 3D face of the 68 landmarks: the rigid model behind head pose (the paper read
+poses with OpenFace, Sec IV-C; which of its models is not said).
 
 Used by annotate (PnP pose), the synthesizer (identity shapes) and the tests. Points are in
 `glg.landmarks`' order, in mm-like units: x to the image right, y down, z toward the camera.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# OpenFace's "wild" point distribution model, the model the paper's head pose came from.
+# OpenFace's "wild" point distribution model (our choice of OpenFace's models: the paper does
+# not name one).
 MEAN_FACE_3D = np.array(
     [
         [ -73.393523,  -29.801432,  -47.667532],  # 0

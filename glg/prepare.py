@@ -4,17 +4,24 @@ folder (`data/prepared/`, format: `glg.prepared`) that `glg.data` and the evalua
 
 One pass over the annotations, clip by clip, picks the usable frames, re-stores them with their
 annotations and keeps running sums; splits and pairs are then drawn from clip-level counts
-(`glg.splits`). Memory holds an annotation row group, a clip and a row per clip, whatever the
-dataset's size. Every skip or clamp is noted in `summary.json`.
+(`glg.splits`). The frames' decode, resize and encode run on `prepare.workers` processes or
+Ray actors (glg/engine.py), a clip each, while this process reads, selects and writes in clip
+order, so the bytes do not depend on the engine or the number of workers. Memory holds an
+annotation row group, a few clips per worker and a row per clip, whatever the dataset's size.
+Every skip or clamp is noted in `summary.json`.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import math
-from collections.abc import Iterable
+import multiprocessing
+import multiprocessing.pool
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -23,14 +30,15 @@ import pyarrow as pa
 
 from glg.annotations import iter_annotation_clips
 from glg.config import PrepareConfig
+from glg.engine import clip_results
 from glg.errors import GlgError
-from glg.frames import FRAME, FrameStore, FrameStoreWriter, decode_bgr, encode_bgr
+from glg.frames import FRAME, FrameStore, FrameStoreWriter, decode_bgr, encode_bgr, open_store
 from glg.landmarks import AU_PRESENCE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS, rescale_points
 from glg.parts import PART_NAMES, PART_POINTS, part_boxes
 from glg.prepared import (ARRAYS, IDENTITIES, KEY, PAIRS, PARTS, SCENARIOS, SPLITS, STAT_COLUMNS,
                           SUMMARY, clear_prepared)
-from glg.splits import (assign_splits, evaluation_pairs, note, read_test_videos,
-                        split_counts)
+from glg.splits import (assign_splits, check_test_videos, evaluation_pairs, note,
+                        read_test_videos, split_counts)
 from glg.writers import ArrayWriter
 
 ANNOTATION_COLUMNS = (*KEY, "success", *X_COLUMNS, *Y_COLUMNS, *POSE_COLUMNS, *AU_PRESENCE)
@@ -48,6 +56,9 @@ def prepare(frames_dir: Path, annotations_dir: Path, out_dir: Path, config: Prep
     source = FrameStore(frames_dir)
     if not len(source):
         raise GlgError(f"{frames_dir}: the frame store holds no frames (run extract first)")
+    if test_videos and not unseen_only:  # a bad list fails before the earlier output goes
+        check_test_videos(sorted(zip(source.clips["identity"], source.clips["video"])),
+                          test_videos)
     out_dir.mkdir(parents=True, exist_ok=True)
     clear_prepared(out_dir)
     notes: list[str] = []
@@ -147,34 +158,75 @@ def store_frames(source: FrameStore, annotated: Iterable[tuple[str, str, pa.Tabl
     store = FrameStoreWriter(out_dir, config.shard_mb)
     arrays = {name: ArrayWriter(out_dir / ARRAYS[name][0], *ARRAYS[name][1:])
               for name in ("landmarks", "pose", "aus")}
-    for identity, video, table in annotated:
-        frame, points, keep = select_frames(source, identity, video, table, side, config.size,
-                                            tally)
-        if not keep.any():
-            continue
-        if keep.sum() < config.min_frames:
-            tally.small_clips.append(f"{identity}/{video}")
-            continue
-        order = np.flatnonzero(keep)[np.argsort(frame[keep], kind="stable")]
-        frame = frame[order]
-        if (np.diff(frame) == 0).any():
-            raise GlgError(f"annotations of {identity}/{video}: frame "
-                           f"{frame[np.flatnonzero(np.diff(frame) == 0)[0]]} appears twice")
-        jpegs = resized_jpegs(source, identity, video, frame, side, config)
-        stored.append((identity, video, store.frames, len(frame)))
-        store.add(identity, video, frame, [len(j) for j in jpegs], b"".join(jpegs))
-        landmarks = points[order].astype(np.float32)  # (n, 68, 2)
-        arrays["landmarks"].append(landmarks)
-        arrays["pose"].append(_matrix(table, POSE_COLUMNS)[order])
-        arrays["aus"].append(_matrix(table, AU_PRESENCE)[order])
-        # statistics of the stored float32 values, as the loader reads them
-        tally.frames += len(frame)
-        tally.part_extent += part_boxes(landmarks)[1].sum(axis=0)
-        tally.people.setdefault(identity, Moments()).add(landmarks.astype(np.float64))
+    # the selected clips' rows, in job order: the results come back in that order
+    selected: collections.deque[_Selected] = collections.deque()
+
+    def jobs() -> Iterator[tuple]:
+        for identity, video, table in annotated:
+            frame, points, keep = select_frames(source, identity, video, table, side,
+                                                config.size, tally)
+            if not keep.any():
+                continue
+            if keep.sum() < config.min_frames:
+                tally.small_clips.append(f"{identity}/{video}")
+                continue
+            order = np.flatnonzero(keep)[np.argsort(frame[keep], kind="stable")]
+            frame = frame[order]
+            if (np.diff(frame) == 0).any():
+                raise GlgError(f"annotations of {identity}/{video}: frame "
+                               f"{frame[np.flatnonzero(np.diff(frame) == 0)[0]]} appears twice")
+            selected.append(_Selected(identity, video, frame,
+                                      points[order].astype(np.float32),  # (n, 68, 2)
+                                      _matrix(table, POSE_COLUMNS)[order],
+                                      _matrix(table, AU_PRESENCE)[order]))
+            # an absolute path: a Ray actor runs in a folder of its own, maybe on another machine
+            yield str(source.dir.absolute()), identity, video, frame, side, config
+
+    with clip_results(_resize_clip, jobs(), config.engine, config.workers, _setup_worker,
+                      _local_pool, "prepare") as results:
+        for lengths, jpegs in results:
+            clip = selected.popleft()
+            stored.append((clip.identity, clip.video, store.frames, len(clip.frame)))
+            store.add(clip.identity, clip.video, clip.frame, lengths, jpegs)
+            arrays["landmarks"].append(clip.landmarks)
+            arrays["pose"].append(clip.pose)
+            arrays["aus"].append(clip.aus)
+            # statistics of the stored float32 values, as the loader reads them
+            tally.frames += len(clip.frame)
+            tally.part_extent += part_boxes(clip.landmarks)[1].sum(axis=0)
+            tally.people.setdefault(clip.identity, Moments()).add(
+                clip.landmarks.astype(np.float64))
     store.close()
     for writer in arrays.values():
         writer.close()
     return pd.DataFrame(stored, columns=["identity", "video", "start", "frames"]), tally
+
+
+class _Selected(NamedTuple):
+    """One clip's frames to store and their annotation rows, in frame order."""
+
+    identity: str
+    video: str
+    frame: np.ndarray  # (n,) frame indices
+    landmarks: np.ndarray  # (n, 68, 2) float32, pixels of the S frame
+    pose: np.ndarray  # (n, 3)
+    aus: np.ndarray  # (n, 18)
+
+
+def _setup_worker() -> None:
+    cv2.setNumThreads(1)  # parallelism comes from the processes, one clip each
+
+
+def _local_pool(workers: int) -> multiprocessing.pool.Pool:
+    """`workers` processes forked from this one (before it starts any thread)."""
+    return multiprocessing.get_context("fork").Pool(workers, _setup_worker)
+
+
+def _resize_clip(job: tuple) -> tuple[list[int], bytes]:
+    """A worker's part of one clip: its frames' JPEGs at S px, lengths and bytes back to back."""
+    frames_dir, identity, video, frames, side, config = job
+    jpegs = resized_jpegs(open_store(frames_dir), identity, video, frames, side, config)
+    return [len(j) for j in jpegs], b"".join(jpegs)
 
 
 def select_frames(source: FrameStore, identity: str, video: str, table: pa.Table, side: int,

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from glg.errors import GlgError
+from glg.errors import GlgError, reading
 from glg.frames import clear_store
 from glg.parts import PART_NAMES
 
@@ -58,7 +58,17 @@ def read_array(prepared_dir: Path, name: str) -> np.ndarray:
     path = Path(prepared_dir) / ARRAYS[name][0]
     if not path.is_file():
         raise GlgError(f"{path}: prepared {name} not found (run prepare first)")
-    return np.load(path, mmap_mode="r")
+    with reading(path, f"prepared {name} array"):
+        return np.load(path, mmap_mode="r")
+
+
+def read_pairs(prepared_dir: Path) -> pd.DataFrame:
+    """The fixed evaluation pairs (`pairs.parquet`), every scenario."""
+    path = Path(prepared_dir) / PAIRS
+    if not path.is_file():
+        raise GlgError(f"{path}: evaluation pairs not found (run prepare first)")
+    with reading(path, "prepared pair table"):
+        return pd.read_parquet(path)
 
 
 def read_parts(prepared_dir: Path) -> tuple[tuple[int, int], ...]:
@@ -75,7 +85,8 @@ def read_identities(prepared_dir: Path) -> tuple[pd.DataFrame, np.ndarray, np.nd
     path = Path(prepared_dir) / IDENTITIES
     if not path.is_file():
         raise GlgError(f"{path}: identity table not found (run prepare first)")
-    table = pd.read_parquet(path)
+    with reading(path, "prepared identity table"):
+        table = pd.read_parquet(path)
     stats = table[list(STAT_COLUMNS)].to_numpy(np.float64).reshape(len(table), 2, 2, 68)
     mean, std = stats[:, 0].transpose(0, 2, 1), stats[:, 1].transpose(0, 2, 1)  # (I, 68, 2)
     return table.drop(columns=list(STAT_COLUMNS)), mean, std

@@ -37,7 +37,7 @@ from glg.errors import GlgError
 from glg.face_crop import CropCounts, crop_clip
 from glg.landmark_transfer import transfer_landmarks
 from glg.landmarks import rescale_points
-from glg.video import SampledFrame, SkipClip, sample_frames
+from glg.video import SampledFrame, SkipClip, opencv_path, printable, sample_frames
 from glg.video_writer import VideoWriter, partial_output, paste
 from glg.weights import read_landmark_generator, read_reenactor
 
@@ -108,6 +108,10 @@ def reenact(source: Path, driving: Path, out: Path, *, checkpoint: Path = Path("
     if landmarks is not None and landmarks not in LANDMARK_MODES:
         raise GlgError(f"--landmarks: expected one of {', '.join(LANDMARK_MODES)}, "
                        f"got {landmarks!r}")
+    for given, role in ((source, "source"), (driving, "driving")):
+        if _same_file(out, given):
+            raise GlgError(f"{out}: is the {role}, which the output would replace; "
+                           "choose another output file")
     run_on = _device(device)
     with partial_output(out) as partial:
         trained = read_reenactor(checkpoint)
@@ -208,7 +212,7 @@ def _frames(path: Path, fps: float, max_frames: int) -> Callable[[int], Iterator
     if not path.is_file():
         raise GlgError(f"{path}: not found")
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        bgr = cv2.imread(_opencv_path(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise GlgError(f"{path}: not a readable image")
         return lambda pixels_every: iter([SampledFrame(0, 0, 0.0, bgr)])
@@ -229,7 +233,8 @@ def _folder_frames(path: Path, rate: Fraction) -> Callable[[int], Iterator[Sampl
 
     def frames(pixels_every: int) -> Iterator[SampledFrame]:
         for k, file in enumerate(files):
-            bgr = cv2.imread(str(file), cv2.IMREAD_COLOR) if k % pixels_every == 0 else None
+            bgr = (cv2.imread(_opencv_path(file), cv2.IMREAD_COLOR) if k % pixels_every == 0
+                   else None)
             if bgr is None and k % pixels_every == 0:
                 raise GlgError(f"{file}: not a readable image")
             yield SampledFrame(k, k, float(k / rate), bgr)
@@ -242,7 +247,7 @@ def _video_rate(path: Path) -> tuple[Fraction, int | None]:
     if not path.is_file():
         raise GlgError(f"{path}: not found")
     try:
-        with av.open(str(path)) as container:
+        with av.open(_opencv_path(path)) as container:
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             count = stream.frames or None
@@ -251,6 +256,14 @@ def _video_rate(path: Path) -> tuple[Fraction, int | None]:
     if not rate or rate <= 0:
         raise GlgError(f"{path}: no frame rate in the container")
     return Fraction(rate), count
+
+
+def _opencv_path(path: Path) -> str:
+    """`glg.video.opencv_path`, failing in one line."""
+    try:
+        return opencv_path(path)
+    except SkipClip as reason:
+        raise GlgError(f"{printable(str(path))}: {reason}") from None
 
 
 def _source_frame(path: Path, face: Face, config: ExtractConfig) -> np.ndarray:
@@ -332,6 +345,16 @@ def guiding_landmarks(mode: str, face: Face, moving: Driving, identities, lgan_p
 def _backend(config: AnnotateConfig) -> Backend:
     """The annotate backend, kept for the next call: loading dlib's models takes seconds."""
     return make_backend(config)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same path once resolved, or a link to it."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.samefile(b)  # hard links
+    except OSError:  # either one missing
+        return False
 
 
 def _device(name: str) -> torch.device:

@@ -50,7 +50,8 @@ class Run:
 
     @property
     def evaluation(self) -> dict:
-        return self.metrics.get(EVALUATE) or {}
+        evaluation = self.metrics.get(EVALUATE)
+        return evaluation if isinstance(evaluation, dict) else {}
 
     @property
     def variant(self) -> str:
@@ -93,12 +94,16 @@ def runs(shown: list) -> list[Run]:
         raise GlgError("dvc exp show --json: expected a list of revisions, got "
                        f"{type(shown).__name__}")
     found: list[Run] = []
-    for entry in shown:
-        found.append(_run(entry, entry.get("name") or _short(entry.get("rev"))))
-        for experiment in entry.get("experiments") or []:
-            for rev in experiment.get("revs") or []:
-                found.append(_run(rev, rev.get("name") or experiment.get("name")
-                                  or _short(rev.get("rev"))))
+    for k, entry in enumerate(shown):
+        try:
+            found.append(_run(entry, entry.get("name") or _short(entry.get("rev"))))
+            for experiment in entry.get("experiments") or []:
+                for rev in experiment.get("revs") or []:
+                    found.append(_run(rev, rev.get("name") or experiment.get("name")
+                                      or _short(rev.get("rev"))))
+        except (AttributeError, TypeError) as err:  # a list or string where DVC writes objects
+            raise GlgError(f"dvc exp show --json: revision {k} is not in DVC 3's shape ({err})"
+                           ) from None
     listed = [(r.params, r.metrics) for r in found if r.rev != "workspace"]
     return [r for r in found if r.rev != "workspace" or (r.params, r.metrics) not in listed]
 
@@ -219,9 +224,13 @@ def summary(metrics_dir: Path) -> str:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise GlgError(f"{path}: not readable JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise GlgError(f"{path}: expected a JSON object of scenarios, got a "
+                       f"{type(value).__name__}")
+    return value
 
 
 # --- the report ------------------------------------------------------------------------------

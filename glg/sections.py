@@ -108,6 +108,8 @@ class PrepareConfig:
     part_multiple: int = 8  # part crop sides rounded up to a multiple of this, px (our choice)
     jpeg_quality: int = 95  # quality of the stored S px JPEG frames, as extract's (our choice)
     shard_mb: float = 256.0  # a frame shard is closed once it holds this much JPEG data, MiB
+    workers: int = 2  # clips resized in parallel: local processes, or Ray actors of one CPU each
+    engine: Literal["local", "ray"] = "local"  # local process pool, or Ray (glg/engine.py)
 
     def check(self) -> None:
         require(self.size >= 32 and self.size % 2 == 0, "prepare.size", "an even integer >= 32",
@@ -126,6 +128,7 @@ class PrepareConfig:
         require(1 <= self.jpeg_quality <= 100, "prepare.jpeg_quality", "an integer in [1, 100]",
                 self.jpeg_quality)
         require(self.shard_mb > 0, "prepare.shard_mb", "a positive number", self.shard_mb)
+        require(self.workers >= 1, "prepare.workers", "an integer >= 1", self.workers)
         require(not (self.test_videos and self.test_videos_file), "prepare.test_videos",
                 "empty when prepare.test_videos_file is set (one list, not two)",
                 list(self.test_videos))
@@ -264,7 +267,8 @@ class EvaluateConfig:
     arcface_weights: str = "data/arcface/backbone.pth"  # arcface_torch backbone.pth (not shipped)
     pairs: int = 0  # pairs scored per scenario, spread over prepare's fixed list; 0: all
     batch: int = 32  # pairs per model forward and metric step
-    read_size: int = 224  # faces read at this side, px (Sec III-A); dlib misses faces < ~80 px
+    read_size: int = 224  # faces read at this side, px (the networks' 224, Sec III-A: our choice
+    # for reading; the paper does not say); dlib misses faces < ~80 px
     grid_rows: int = 4  # pairs in each scenario's sample grid
     device: Device = "auto"
     threads: int = 1  # torch CPU threads, 0: torch's; 1 embedded 7x faster than 2 on a busy CPU

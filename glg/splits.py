@@ -116,6 +116,17 @@ def read_test_videos(config: PrepareConfig) -> list[str]:
     return entries
 
 
+def check_test_videos(keys: list[tuple[str, str]], entries: list[str]) -> None:
+    """The checks of `assign_splits` on a test list that need only the clips in the frame store
+    (`keys`), so prepare can run them before it replaces an earlier output: no entry names a
+    stored clip, or the listed clips leave no one to train on."""
+    listed = _listed_clips(keys, entries, [])
+    names = {name for name, _ in keys}
+    if {name for name, _ in listed} >= names:
+        raise GlgError(f"prepare.test_videos names clips of all {len(names)} identities: none "
+                       "is left to train on")
+
+
 def _listed_clips(keys: list[tuple[str, str]], entries: list[str],
                   notes: list[str]) -> set[tuple[str, str]]:
     """The clips `entries` name: an entry `<identity>/<video>` names that clip and, as a folder,

@@ -60,13 +60,14 @@ def find_clips(videos: Path) -> list[Clip]:
     """Every video (`VIDEO_SUFFIXES`) and every folder of images (`IMAGE_SUFFIXES`) under
     `videos`, recursively, sorted by relative path (a folder's ends with '/')."""
     if not videos.is_dir():
-        raise GlgError(f"{videos}: data.videos folder not found (expected a folder of "
+        what = "is not a folder" if videos.exists() else "folder not found"
+        raise GlgError(f"{videos}: data.videos {what} (expected a folder of "
                        f"<identity>/<clip>.mp4 or <identity>/<clip>/<frame>.jpg)")
     clips, folders = [], set()
     for path in videos.rglob("*"):
         suffix = path.suffix.lower()
         if suffix in VIDEO_SUFFIXES and path.is_file():
-            source = path.relative_to(videos).as_posix()
+            source = printable(path.relative_to(videos).as_posix())
             clips.append(Clip(path, source, *clip_key(source)))
         elif suffix in IMAGE_SUFFIXES and path.is_file():
             folders.add(path.parent)
@@ -74,7 +75,7 @@ def find_clips(videos: Path) -> list[Clip]:
         raise GlgError(f"{videos}: images right under data.videos; put each clip's images in a "
                        "folder of its own (<identity>/<clip>/<frame>.jpg)")
     for folder in folders:
-        source = folder.relative_to(videos).as_posix() + "/"
+        source = printable(folder.relative_to(videos).as_posix()) + "/"
         clips.append(Clip(folder, source, *clip_key(source)))
     if not clips:
         raise GlgError(f"{videos}: no videos ({', '.join(VIDEO_SUFFIXES)}) or folders of images "
@@ -86,6 +87,22 @@ def find_clips(videos: Path) -> list[Clip]:
             raise GlgError(f"{videos}: {other} and {clip.source} are both clip "
                            f"{clip.identity}/{clip.video}; rename one")
     return sorted(clips, key=lambda c: c.source)
+
+
+def printable(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (Python keeps them as lone surrogates) as
+    backslash escapes, so the name can be shown and written to a UTF-8 file."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def opencv_path(path: Path) -> str:
+    """`path` as OpenCV takes it, or `SkipClip` when its name is not UTF-8: OpenCV's FFmpeg
+    backend crashes the process on such a name (a segmentation fault, not an error)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise SkipClip("the path is not valid UTF-8 (OpenCV cannot open it); rename it") from None
+    return str(path)
 
 
 # --- decoding and sampling -------------------------------------------------------------------
@@ -109,7 +126,7 @@ def _open(path: Path) -> tuple[cv2.VideoCapture, float]:
     if path.stat().st_size == 0:
         raise SkipClip("empty file (0 bytes)")
     # one decoder thread: parallelism comes from extract.workers processes, not oversubscription
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    capture = cv2.VideoCapture(opencv_path(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
     if not capture.isOpened():
         raise SkipClip("not a readable video (corrupt, truncated or not a video file)")
     fps = capture.get(cv2.CAP_PROP_FPS)
@@ -163,7 +180,7 @@ def _sample_images(folder: Path, fps: float, max_frames: int,
     for index, image in enumerate(images[:max_frames]):
         bgr = None
         if index % pixels_every == 0 or first_shape is None:
-            bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)  # gray files come as BGR too
+            bgr = cv2.imread(opencv_path(image), cv2.IMREAD_COLOR)  # gray files come as BGR too
             if bgr is None:
                 raise SkipClip(f"{image.name}: not a readable image")
             first_shape = first_shape or bgr.shape

@@ -79,9 +79,21 @@ def read_landmark_generator(path: Path) -> TrainedLandmarkGenerator:
     return TrainedLandmarkGenerator(generator.eval().requires_grad_(False), names)
 
 
-def load_landmark_generator(out_dir: Path) -> LandmarkGenerator:
-    """The trained landmark generator from `out_dir/lgan.pt`, in eval mode, on the CPU."""
-    return read_landmark_generator(out_dir).generator
+def load_landmark_generator(out_dir: Path, prepared_dir: Path) -> LandmarkGenerator:
+    """The trained landmark generator from `out_dir/lgan.pt`, in eval mode, on the CPU, for the
+    prepared dataset `prepared_dir`: its identity rows must be that dataset's identities (it
+    knows a person by row, so another dataset's would silently get someone else's)."""
+    trained = read_landmark_generator(out_dir)
+    table = read_identities(prepared_dir)[0].sort_values("index")
+    names = tuple(str(n) for n in table["identity"])
+    if trained.identity_names != names:
+        first = next((k for k, (a, b) in enumerate(zip(trained.identity_names, names)) if a != b),
+                     min(len(names), len(trained.identity_names)))
+        raise GlgError(f"{out_dir}: the landmark GAN was trained on other identities than "
+                       f"{prepared_dir} holds ({len(trained.identity_names)} against "
+                       f"{len(names)}; first difference at row {first}); re-run train_lgan on "
+                       "this prepared data")
+    return trained.generator
 
 
 def save_reenactor(out_dir: Path, model: Reenactor, prepared_dir: Path) -> Path:

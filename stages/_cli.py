@@ -1,5 +1,6 @@
-"""What every stage shares: one-line errors and a non-zero exit instead of a traceback, and the
-typer options for the paths DVC tracks."""
+"""What every stage shares: one-line errors (bad input, or a disk that is read-only, full or has
+a file where a folder should be) and a non-zero exit instead of a traceback, and the typer
+options for the paths DVC tracks."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from glg.errors import GlgError
+from glg.errors import GlgError, error_line
 
 Params = Annotated[Path, typer.Option(help="params file")]
 Frames = Annotated[Path, typer.Option(help="frame store written by extract")]
@@ -22,14 +23,15 @@ Metrics = Annotated[Path, typer.Option(help="dvclive folder: curves, images and 
 
 
 def one_line_errors(command: Callable) -> Callable:
-    """Turn a `GlgError` raised by a stage into `error: <message>` on stderr and exit code 1."""
+    """Turn a `GlgError` or `OSError` raised by a stage into one line on stderr
+    (`glg.cli.error_line`) and exit code 1."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except GlgError as err:
-            typer.echo(f"error: {err}", err=True)
+        except (GlgError, OSError) as err:
+            typer.echo(error_line(err), err=True)
             sys.exit(1)
 
     return wrapper

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -20,7 +21,7 @@ from glg.annotate.dlib import DlibBackend, head_pose
 from glg.annotations import IDENTITY_FILE, ClipResult, read_annotations, to_table, write_shard
 from glg.config import ExtractConfig
 from glg.errors import GlgError
-from glg.frames import OFFSET, FrameStore
+from glg.frames import OFFSET, FrameStore, FrameStoreWriter
 from glg.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS, rotation_matrix
 from glg.mean_face import MEAN_FACE_3D
 from glg.extract import extract
@@ -277,7 +278,7 @@ def test_stage_writes_annotations_identity_and_metrics(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["frames"] == 20 and metrics["failed_frames"] == 2
     assert metrics["failed_per_clip"] == {"id00/clip00": 2}
-    assert "id00/clip00: 2 of 20 frames without a face" in result.output
+    assert "id00/clip00: 2 of 20 frames without a face" in result.stderr  # a log line
     acc = metrics["accuracy"]
     assert acc["matched_frames"] == 20 and acc["matched_success_rate"] == 0.9
     assert acc["nme"] < 0.05
@@ -298,6 +299,26 @@ def test_stage_bad_param_is_one_line(tmp_path):
 def test_stage_without_frames_names_the_folder(tmp_path):
     result = _invoke(tmp_path, tmp_path / "none.parquet")
     assert result.exit_code == 1 and "frames" in result.output
+
+
+def test_stage_with_a_corrupt_ground_truth_is_one_line_before_any_work(tmp_path):
+    FrameStoreWriter(tmp_path / "frames", 1.0).close()
+    (tmp_path / "truth.parquet").write_bytes(b"junk")
+    result = _invoke(tmp_path, tmp_path / "truth.parquet")
+    assert result.exit_code == 1
+    assert re.fullmatch(rf"error: {re.escape(str(tmp_path))}/truth.parquet: not a readable "
+                        r"ground-truth table \(.+\)\n", result.output)
+    assert not (tmp_path / "annotations").exists()
+
+
+def test_stage_on_an_empty_frame_store_is_one_line(tmp_path):
+    """extract leaves an empty store when no video was usable; annotating it is an error."""
+    FrameStoreWriter(tmp_path / "frames", 1.0).close()
+    result = _invoke(tmp_path, tmp_path / "none.parquet")
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"error: {tmp_path / 'frames'}: the frame store holds no "
+                                      "frames (extract stored none: see its skipped.csv)")
+    assert not (tmp_path / "annotations").exists()
 
 
 # --- real footage -----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""glg.checkpoint: atomic writes, the newest kept, unreadable ones skipped, other params refused."""
+"""glg.checkpoint: atomic writes, the newest kept, unreadable ones skipped, other params refused
+but kept aside until a new run writes its first."""
 
 import random
 
@@ -43,11 +44,45 @@ def test_a_checkpoint_under_other_params_starts_fresh(tmp_path):
     said = []
     assert load_checkpoint(tmp_path, other, said.append) is None
     assert said == [f"checkpoint {tmp_path / 'step-000000010.pt'} was written under other params "
-                    "(model.backbone: resnet -> vit); starting fresh"]
+                    "(model.backbone: resnet -> vit); starting fresh (the old checkpoints wait in "
+                    f"{tmp_path / 'stale'} until this run writes its first)"]
     assert checkpoints(tmp_path) == []
     save_checkpoint(tmp_path, 10, state(10), keep=2)
     same = {"model": {"backbone": "resnet", "sizes": [3, 4]}, "inputs": {"data": "a" * 64}}
     assert load_checkpoint(tmp_path, same, said.append)["step"] == 10  # lists read as tuples
+
+
+def test_a_run_under_other_params_that_fails_before_its_first_checkpoint_loses_nothing(
+        tmp_path):
+    for step in (10, 20, 30):
+        save_checkpoint(tmp_path, step, state(step), keep=2)
+    said = []
+    for lr in (1e30, 1e31):  # two runs under bad params, each stopped before its first checkpoint
+        assert load_checkpoint(tmp_path, {**FINGERPRINT, "lr": lr}, said.append) is None
+        assert checkpoints(tmp_path) == []
+    assert said[-1].startswith(f"checkpoint {tmp_path / 'stale' / 'step-000000030.pt'} was "
+                               "written under other params (lr: absent -> 1e+31); starting fresh")
+    said = []
+    loaded = load_checkpoint(tmp_path, FINGERPRINT, said.append)  # the params fixed
+    assert loaded["step"] == 30 and torch.equal(loaded["models"]["w"], torch.full((3,), 30))
+    assert len(said) == 1 and "moved back" in said[0]
+    assert [p.name for p in checkpoints(tmp_path)] == ["step-000000020.pt", "step-000000030.pt"]
+    assert not (tmp_path / "stale").exists()
+    assert load_checkpoint(tmp_path, FINGERPRINT, said.append)["step"] == 30 and len(said) == 1
+
+
+def test_a_run_under_other_params_keeps_only_its_own_after_its_first_checkpoint(tmp_path):
+    for step in (10, 20):
+        save_checkpoint(tmp_path, step, state(step), keep=2)
+    other = {**FINGERPRINT, "lr": 1.0}
+    assert load_checkpoint(tmp_path, other, print) is None
+    save_checkpoint(tmp_path, 5, state(5, other), keep=2)
+    assert [p.name for p in checkpoints(tmp_path)] == ["step-000000005.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000000005.pt"]
+    said = []
+    assert load_checkpoint(tmp_path, other, said.append)["step"] == 5 and said == []
+    assert load_checkpoint(tmp_path, FINGERPRINT, said.append) is None  # nothing to move back
+    assert [p.name for p in checkpoints(tmp_path / "stale")] == ["step-000000005.pt"]
 
 
 def test_every_rng_comes_back(tmp_path):

@@ -65,3 +65,41 @@ def test_broken_yaml_is_one_line(tmp_path):
         load_params(path=path)
     with pytest.raises(ConfigError, match="params file not found"):
         load_params(path=tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("synthesize:\n  seconds: .inf\n", "synthesize.seconds: expected a finite number, got inf"),
+        ("extract:\n  fps: .inf\n", "extract.fps: expected a finite number, got inf"),
+        ("train:\n  lr: .nan\n", "train.lr: expected a finite number, got nan"),
+        ("loss:\n  l1: -.inf\n", "loss.l1: expected a finite number, got -inf"),
+        ("train:\n  betas: [.inf, 0.9]\n", "train.betas: expected a finite number, got inf"),
+        ("synthesize:\n  seconds: 1" + "0" * 400 + "\n",
+         "synthesize.seconds: expected a finite number, got inf"),
+    ],
+    ids=["inf", "inf fps", "nan", "-inf", "inf in a list", "an integer past floats"],
+)
+def test_infinity_and_nan_are_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_params(path=path)
+    assert str(err.value) == message
+
+
+def test_floats_are_read_as_dvc_reads_them(tmp_path):
+    """YAML 1.1 (PyYAML's default) makes strings of `2e-4` and `1e5`; DVC's ruamel reads 1.2."""
+    from dvc.utils.serialize import parse_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text("lgan:\n  lr: 2e-4\n  reconstruction: 1e5\n  adversarial: .5\n"
+                    "train:\n  lr: 1.0e+30\n  betas: [5e-1, 9.99E-1]\n")
+    dvc = parse_yaml(path.read_text(), str(path))
+    params = load_params(path=path)
+    assert to_dict(params.lgan) | dvc["lgan"] == to_dict(params.lgan)
+    assert params.lgan.lr == 0.0002 and params.lgan.reconstruction == 100000.0
+    assert (params.train.lr, params.train.betas) == (dvc["train"]["lr"], (0.5, 0.999))
+    path.write_text("extract:\n  fps: 2e-4x\n")  # still a string, still refused
+    with pytest.raises(ConfigError, match="extract.fps must be a number, got '2e-4x'"):
+        load_params(path=path)

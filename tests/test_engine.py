@@ -1,6 +1,7 @@
-"""extract and annotate on Ray: a cluster of two machines' worth of Ray (a head node and a
-worker node, one CPU each) started here, the stages run through their CLIs with `engine: ray`
-and `RAY_ADDRESS`, and every output byte compared with the local process pool's."""
+"""extract, annotate and prepare on Ray: a cluster of two machines' worth of Ray (a head node
+and a worker node, one CPU each) started here, the stages run through their CLIs with
+`engine: ray` and `RAY_ADDRESS`, and every output byte compared with the local process
+pool's."""
 
 import hashlib
 import json
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from _clips import panning_face, write_clip
 from stages.annotate import app as annotate_app
 from stages.extract import app as extract_app
+from stages.prepare import app as prepare_app
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # a Ray cluster of two nodes: `make test-slow`
@@ -47,19 +49,28 @@ def videos(tmp_path_factory) -> Path:
     return root
 
 
-def run_stages(videos: Path, work: Path, engine: str, workers: int = 2):
-    """extract then annotate through their CLIs, from `work` with relative paths; the results."""
+def run_stages(videos: Path, work: Path, engine: str, workers: int = 2) -> list:
+    """extract, annotate and prepare through their CLIs, from `work` with relative paths; the
+    results of those that ran (each runs only if the one before succeeded)."""
     params = work / "params.yaml"
     params.write_text(yaml.safe_dump({
         "extract": {"size": 192, "detect_every": 3, "workers": workers, "engine": engine},
-        "annotate": {"workers": workers, "engine": engine}}))
-    extracted = CliRunner().invoke(extract_app, [
-        "--videos", os.path.relpath(videos, work), "--out", "frames", "--params", "params.yaml", "--no-progress"])
-    if extracted.exit_code:
-        return extracted, None
-    return extracted, CliRunner().invoke(annotate_app, [
-        "--frames", "frames", "--out", "annotations", "--metrics", "annotate.json",
-        "--ground-truth", "none.parquet", "--params", "params.yaml", "--no-progress"])
+        "annotate": {"workers": workers, "engine": engine},
+        "prepare": {"size": 64, "unseen_identities": 1, "test_clips": 1, "known_identities": 1,
+                    "self_pairs": 4, "unseen_pairs": 4, "known_pairs": 4, "workers": workers,
+                    "engine": engine}}))
+    runs = [(extract_app, ["--videos", os.path.relpath(videos, work), "--out", "frames",
+                           "--no-progress"]),
+            (annotate_app, ["--frames", "frames", "--out", "annotations", "--metrics",
+                            "annotate.json", "--ground-truth", "none.parquet", "--no-progress"]),
+            (prepare_app, ["--frames", "frames", "--annotations", "annotations", "--out",
+                           "prepared"])]
+    results = []
+    for app, args in runs:
+        results.append(CliRunner().invoke(app, [*args, "--params", "params.yaml"]))
+        if results[-1].exit_code:
+            break
+    return results
 
 
 def hashes(folder: Path) -> dict[str, str]:
@@ -74,16 +85,19 @@ def test_ray_cluster_writes_the_local_runs_bytes(ray_cluster, videos, tmp_path, 
         monkeypatch.chdir(work)  # relative paths: Ray's workers run in folders of their own
         if engine == "ray":
             monkeypatch.setenv("RAY_ADDRESS", ray_cluster)
-        extracted, annotated = run_stages(videos, work, engine)
-        assert extracted.exit_code == 0, extracted.output
-        assert annotated.exit_code == 0, annotated.output
+        extracted, annotated, prepared = run_stages(videos, work, engine)
+        for result in (extracted, annotated, prepared):
+            assert result.exit_code == 0, result.output
         outputs[engine] = (hashes(work / "frames"), hashes(work / "annotations"),
-                           json.loads((work / "annotate.json").read_text()))
+                           json.loads((work / "annotate.json").read_text()),
+                           hashes(work / "prepared"))
     assert "extract: 2 Ray actors on Ray at" in extracted.stderr  # the run did use the cluster
     assert "(2 nodes, 2 CPUs)" in annotated.stderr
+    assert "prepare: 2 Ray actors on Ray at" in prepared.stderr
     assert outputs["ray"] == outputs["local"]
-    frames, annotations, metrics = outputs["ray"]
+    frames, annotations, metrics, prepared_files = outputs["ray"]
     assert "shard-00000.jpegs" in frames and "shard-00000.parquet" in annotations
+    assert "shard-00000.jpegs" in prepared_files
     assert metrics["clips"] == 4 and metrics["success_rate"] > 0.9  # faces were annotated
 
 
@@ -91,7 +105,7 @@ def test_more_actors_than_the_cluster_has_cpus_is_an_error(ray_cluster, videos, 
                                                            monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RAY_ADDRESS", ray_cluster)
-    extracted, _ = run_stages(videos, tmp_path, "ray", workers=3)
+    (extracted,) = run_stages(videos, tmp_path, "ray", workers=3)
     assert extracted.exit_code == 1
     assert "error: extract.workers: 3 Ray actors of one CPU each, but Ray at" in extracted.stderr
     assert "(2 nodes, 2 CPUs) has too few CPUs" in extracted.stderr

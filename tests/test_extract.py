@@ -3,6 +3,7 @@ CLI every bad input of issue 2 part 6, real clips and the demo clips."""
 
 import csv
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -397,6 +398,24 @@ def test_image_folders_are_clips_cropped_like_videos_and_bad_ones_skipped(tmp_pa
         x0, y0, x1, y1 = FACE + [x, y, x, y]
         centre = np.array([row.crop_x0, row.crop_y0]) + row.crop_size / 2
         assert np.abs(centre - [(x0 + x1) / 2, (y0 + y1) / 2]).max() < 0.1 * row.crop_size
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_name_that_is_not_utf8_is_skipped_not_a_crash(tmp_path, workers):
+    """OpenCV's FFmpeg backend kills the process on such a name (workers 1: the stage itself;
+    2: a worker, and the stage waited for ever)."""
+    frames, _ = panning_face(6)
+    videos = tmp_path / "videos"
+    good = write_clip(videos / "good" / "clip.mp4", frames)
+    shutil.copy(good, videos / "good" / os.fsdecode(b"z\xe9.mp4"))
+    os.rename(write_image_folder(videos / "images" / "ok", frames),
+              videos / "images" / os.fsdecode(b"\xff"))  # OpenCV cannot write there either
+    out = tmp_path / "frames"
+    result = run_stage(videos, out, write_params(tmp_path, workers=workers))
+    assert result.exit_code == 0, result.output
+    reason = "the path is not valid UTF-8 (OpenCV cannot open it); rename it"
+    assert skipped_rows(out) == {"good/z\\xe9.mp4": reason, "images/\\xff/": reason}
+    assert set(read_manifest(out)["source"]) == {"good/clip.mp4"}
 
 
 def test_images_right_under_the_videos_folder_or_a_clash_of_keys_are_errors(tmp_path):

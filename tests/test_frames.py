@@ -79,6 +79,17 @@ def test_a_truncated_shard_a_missing_shard_and_a_repeated_clip_are_clear_errors(
         FrameStore(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize("name, what", [("clips.parquet", "frame store clip table"),
+                                        ("locations.npy", "frame store location array"),
+                                        ("manifest.parquet", "frame manifest")])
+def test_a_corrupt_table_of_the_store_is_one_line_naming_it(tmp_path, name, what):
+    write_clips(tmp_path)
+    (tmp_path / name).write_bytes(b"not what it should be")
+    with pytest.raises(GlgError, match=rf"{name}: not a readable {what} \(.+\)$"):
+        FrameStore(tmp_path)
+        read_manifest(tmp_path)
+
+
 def test_table_rows_land_in_equal_row_groups_and_equal_bytes_however_they_arrive(tmp_path):
     schema = pa.schema([("k", pa.int64()), ("name", pa.string())])
     rows = {"k": list(range(10)), "name": [f"n{i}" for i in range(10)]}

@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import json
 import math
@@ -173,6 +174,18 @@ def test_outputs_are_identical_across_runs(prepared, tmp_path):
         assert digest == hashlib.sha256((tmp_path / path.name).read_bytes()).hexdigest(), path.name
     prepare(root / "frames", root / "annotations", tmp_path, CONFIG, seed=1)
     assert not read(root, PAIRS).equals(pd.read_parquet(tmp_path / PAIRS))
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_bytes_do_not_depend_on_the_number_of_workers(prepared, tmp_path, workers):
+    """The fixture resized its clips on two worker processes; this process alone, or three
+    workers finishing in another order, write the same bytes."""
+    root, _ = prepared
+    assert CONFIG.workers == 2 and CONFIG.engine == "local"
+    prepare(root / "frames", root / "annotations", tmp_path,
+            dataclasses.replace(CONFIG, workers=workers), seed=0)
+    for path in sorted((root / "prepared").iterdir()):
+        assert path.read_bytes() == (tmp_path / path.name).read_bytes(), path.name
 
 
 def test_annotations_are_read_clip_by_clip_across_row_groups_and_shards(prepared, tmp_path):
@@ -352,9 +365,14 @@ def test_listed_test_videos_replace_the_draw_and_their_people_are_not_trained_on
     ("  test_videos: id00/clip0\n", "prepare.test_videos must be a list"),
 ])
 def test_bad_test_video_lists_are_one_line_errors(tmp_path, listing, message):
+    """... and the earlier output stays as it was."""
     frames, annotations = write_dataset(tmp_path, identities=2, clips=1, frames=3, side=32)
     (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    good, out = run_prepare(tmp_path, frames, annotations, "  unseen_identities: 1\n")
+    assert good.exit_code == 0, good.output
+    before = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
     result, _ = run_prepare(tmp_path, frames, annotations, listing.format(tmp=tmp_path))
     assert result.exit_code == 1
     assert message.format(tmp=tmp_path) in result.output
     assert len(result.output.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == before

@@ -4,6 +4,8 @@ short driving clips written here (one with an AAC audio track)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -168,6 +170,13 @@ BAD = {  # what is bad -> (arguments in place of the good ones, the file the lin
     "landmark generator as checkpoint": lambda t, s: (
         {"args": ["--checkpoint", str(s["root"] / "lgan" / "lgan.pt")]}, "lgan.pt"),
     "output folder missing": lambda t, s: ({"out": t / "missing" / "out.mp4"}, "out.mp4"),
+    # OpenCV's FFmpeg backend crashed the process on such a name (a segmentation fault)
+    "driving named in bytes that are not UTF-8": lambda t, s: (
+        {"driving": Path(shutil.copy(s["driving"], t / os.fsdecode(b"z\xe9.mp4")))},
+        "z\\xe9.mp4: the path is not valid UTF-8"),
+    "source named in bytes that are not UTF-8": lambda t, s: (
+        {"source": Path(shutil.copy(s["source"], t / os.fsdecode(b"z\xe9.png")))},
+        "z\\xe9.png: the path is not valid UTF-8"),
 }
 
 
@@ -198,3 +207,26 @@ def test_a_real_frame_driven_by_another_real_clip(setup, real_clips, tmp_path):
     frames, rate, _ = decoded(out)
     expected, expected_rate, _ = decoded(driving)
     assert (len(frames), rate) == (len(expected), expected_rate)
+
+
+@pytest.mark.parametrize("given", ["source", "driving", "driving by another path",
+                                   "driving hard-linked"])
+def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path, given):
+    source, driving = tmp_path / "src.png", tmp_path / "drv.mp4"
+    source.write_bytes(b"the source")
+    driving.write_bytes(b"the driving")
+    out = {"source": source, "driving": driving,
+           "driving by another path": tmp_path / "." / ".." / tmp_path.name / "drv.mp4",
+           "driving hard-linked": tmp_path / "link.mp4"}[given]
+    if given == "driving hard-linked":
+        out.hardlink_to(driving)
+    result = CliRunner().invoke(app, [  # no checkpoint: the refusal comes before reading one
+        "reenact", str(source), str(driving), "-o", str(out),
+        "--checkpoint", str(tmp_path / "missing"), "--device", "cpu"])
+    assert result.exit_code == 1
+    role = "source" if given == "source" else "driving"
+    assert result.stderr == (f"error: {out}: is the {role}, which the output would replace; "
+                             "choose another output file\n")
+    assert (source.read_bytes(), driving.read_bytes()) == (b"the source", b"the driving")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["src.png", "drv.mp4"] + (["link.mp4"] if given == "driving hard-linked" else []))

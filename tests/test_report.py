@@ -129,6 +129,14 @@ def test_missing_or_bad_inputs_are_one_line_errors(tmp_path):
     bad.write_text('{"rev": "workspace"}')
     result = CliRunner().invoke(app, ["report", "--exp-json", str(bad)])
     assert result.exit_code == 1 and "expected a list of revisions" in result.output
+    bad.write_text('["a", 3]')
+    result = CliRunner().invoke(app, ["report", "--exp-json", str(bad)])
+    assert result.exit_code == 1 and "revision 0 is not in DVC 3's shape" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    (tmp_path / "evaluate.json").write_text("[1, 2]")
+    result = CliRunner().invoke(app, ["report", "--summary", "--metrics", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "evaluate.json: expected a JSON object of scenarios, got a list" in result.output
 
 
 def test_transcribed_rows_match_the_paper_and_thesis_text():

@@ -6,12 +6,14 @@ import json
 
 import pytest
 import torch
-from _training import S, lgan_args, logged_steps, prepared_data, read_tsv, write_params
+from _training import (S, lgan_args, logged_steps, prepared_data, prepared_with_lgan, read_tsv,
+                       write_params)
 from typer.testing import CliRunner
 
 from glg import losses
 from glg.annotations import read_identity_embeddings
 from glg.checkpoint import checkpoints
+from glg.errors import GlgError
 from glg.weights import load_landmark_generator
 from stages.train_lgan import app
 
@@ -39,7 +41,7 @@ def test_it_learns_and_scores_itself_against_the_mean_shape(tmp_path, data):
             assert set(scores) == {"nme", "nme_centred", "pose_rmse", "au_agreement", "au_f1"}
             assert set(scores["pose_rmse"]) == {"pitch", "yaw", "roll"}
     assert summary["steps"] == 40 and summary["identity_input"] == "embedding"
-    generator = load_landmark_generator(tmp_path / "lgan")
+    generator = load_landmark_generator(tmp_path / "lgan", data[0])
     assert generator.size == S
     assert [int(p.stem[5:]) for p in checkpoints(tmp_path / "checkpoints/lgan")] == [20, 40]
 
@@ -48,7 +50,7 @@ def test_face_recognition_reads_each_persons_embedding(tmp_path, data):
     prepared, annotations = data
     result = run(tmp_path, data, identity_input="face_recognition", steps=5)
     assert result.exit_code == 0, result.output
-    generator = load_landmark_generator(tmp_path / "lgan")
+    generator = load_landmark_generator(tmp_path / "lgan", prepared)
     people = ["id00", "id01", "id02", "id03"]  # the identity table's order
     assert torch.equal(generator.condition.identity.face_embeddings,
                        torch.from_numpy(read_identity_embeddings(annotations, people)))
@@ -92,3 +94,14 @@ def test_a_nan_loss_stops_naming_the_step_and_term(tmp_path, data, monkeypatch):
     assert [int(p.stem[5:]) for p in kept] == [2, 3]
     last = torch.load(kept[-1], weights_only=True)
     assert all(torch.isfinite(t).all() for t in last["models"]["generator"].values())
+
+
+def test_a_landmark_gan_of_other_people_is_refused(tmp_path):
+    """It knows a person by row: another dataset's would silently get someone else's."""
+    prepared, lgan = prepared_with_lgan(tmp_path / "a")
+    other, _ = prepared_data(tmp_path / "b", people=5)
+    assert load_landmark_generator(lgan, prepared).size == S
+    with pytest.raises(GlgError, match=r"the landmark GAN was trained on other identities than "
+                                       r".*b/prepared holds \(4 against 5; first difference at "
+                                       r"row 4\); re-run train_lgan on this prepared data"):
+        load_landmark_generator(lgan, other)

@@ -25,6 +25,8 @@ def test_find_clips_sorted_by_path_and_only_videos(tmp_path):
         find_clips(tmp_path / "empty")
     with pytest.raises(GlgError, match="missing: data.videos folder not found"):
         find_clips(tmp_path / "missing")
+    with pytest.raises(GlgError, match="1.mp4: data.videos is not a folder"):
+        find_clips(tmp_path / "a" / "1.mp4")
 
 
 @pytest.mark.parametrize(("source_fps", "fps", "max_frames", "kept"),

@@ -5,7 +5,7 @@ py-feat's detector), chosen by `annotate.backend`. `annotate` runs the backend o
 of the frame store in parallel (local processes or Ray actors: glg/engine.py), streams rows into
 the annotation shards (format: `glg.annotations`) and scores them against the synthesizer's
 ground truth when there is one (`glg.metrics.accuracy`). The paper took pose and AUs from
-OpenFace (Sec IV-A); the backends are its stand-ins.
+OpenFace (Sec IV-C); the backends are its stand-ins.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import multiprocessing.pool
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from glg.annotate.dlib import DlibBackend
@@ -29,7 +31,7 @@ from glg.annotations import (Backend, clear_annotations, failed_result, read_ann
                              to_table, write_identities, write_shard)
 from glg.config import AnnotateConfig
 from glg.engine import clip_results
-from glg.errors import GlgError
+from glg.errors import GlgError, reading
 from glg.frames import iter_clip, open_store, read_manifest
 from glg.metrics import write_metrics
 from glg.metrics.accuracy import annotation_accuracy
@@ -99,6 +101,9 @@ def annotate_clips(frames_dir: str | Path, out_dir: str | Path, config: Annotate
         stored["identity"], stored["video"], stored["frames"]))
     if config.backend == "pyfeat":
         check_weights()  # fail at once, before any worker starts
+    if not jobs:
+        raise GlgError(f"{frames_dir}: the frame store holds no frames (extract stored none: "
+                       "see its skipped.csv)")
     out_dir.mkdir(parents=True, exist_ok=True)
     clear_annotations(out_dir)
     clips: dict[str, dict] = {}
@@ -118,9 +123,10 @@ def annotate_clips(frames_dir: str | Path, out_dir: str | Path, config: Annotate
             clips[f"{identity}/{video}"] = {"frames": n, "failed": failed}
             if problem:
                 bar.write(f"{identity}/{video}: not annotated, {n} frames marked failed "
-                          f"({problem})")
+                          f"({problem})", file=sys.stderr)
             elif failed:
-                bar.write(f"{identity}/{video}: {failed} of {n} frames without a face")
+                bar.write(f"{identity}/{video}: {failed} of {n} frames without a face",
+                          file=sys.stderr)
             identities.append({"identity": identity, "video": video, "embedding": embedding,
                                "backend": config.backend})
             pending.append(table)
@@ -142,6 +148,9 @@ def annotate(frames_dir: str | Path, out_dir: str | Path, metrics_path: str | Pa
     frames_dir = Path(frames_dir)
     if not frames_dir.is_dir():
         raise GlgError(f"{frames_dir}: frame store not found; run extract first")
+    if ground_truth is not None and Path(ground_truth).is_file():
+        with reading(ground_truth, "ground-truth table"):  # fail before the work, not after
+            pq.read_schema(ground_truth)
     start = time.perf_counter()
     clips = annotate_clips(frames_dir, out_dir, config, progress=progress)
     seconds = time.perf_counter() - start
@@ -149,7 +158,8 @@ def annotate(frames_dir: str | Path, out_dir: str | Path, metrics_path: str | Pa
     failed = sum(c["failed"] for c in clips.values())
     truth = None
     if ground_truth is not None and Path(ground_truth).is_file():
-        truth = pd.read_parquet(ground_truth)
+        with reading(ground_truth, "ground-truth table"):
+            truth = pd.read_parquet(ground_truth)
     # Only the identities the ground truth knows are read back: memory stays bounded on real data.
     known = [] if truth is None else truth["identity"].unique().tolist()
     manifest = read_manifest(frames_dir, identities=known)

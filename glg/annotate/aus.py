@@ -12,7 +12,7 @@ are read against the neutral of the clip whose person they show.
 An AU that 68 points cannot show (AU06 cheek raiser, AU09 nose wrinkler, AU14 dimpler, AU28 lip
 suck: skin, cheek and lip-surface changes with no distinct landmark motion) gets score NaN and
 presence 0: `AUxx_c == 0` together with `AUxx_r` NaN means "not measured", never "absent".
-Thresholds are chosen here (the paper used OpenFace's classifiers, Sec IV-A) and stated per rule:
+Thresholds are chosen here (the paper used OpenFace's classifiers, Sec IV-C) and stated per rule:
 round values between neutral and full-intensity renders of `glg.synthetic` faces; the eye
 thresholds (AU05, AU07, AU45) were then lowered after the score distributions of a small
 synthetic development set (2 identities x 2 clips, not the demo), since a half-closed eye

@@ -3,8 +3,9 @@
 Models come from the `face-recognition-models` wheel (found on disk, never imported: its
 `__init__` needs the removed `pkg_resources`). The face is tracked from the previous frame's
 landmarks and re-detected every `redetect_every` frames or when the fit stops looking like a
-face. Head pose is `cv2.solvePnP` of the rigid landmarks against OpenFace's mean face (the model
-the paper's poses came from, Sec IV-A); AUs follow the rules in `glg.annotate.aus`.
+face. Head pose is `cv2.solvePnP` of the rigid landmarks against OpenFace's mean face (the paper
+read poses with OpenFace, Sec IV-C, without naming its model: this one is our choice); AUs
+follow the rules in `glg.annotate.aus`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import torch
 
 from glg.config import EvaluateConfig
 from glg.data import EvaluationPairs
-from glg.errors import GlgError
+from glg.errors import GlgError, reading
 from glg.evaluate.figures import write_distributions, write_grid
 from glg.evaluate.scoring import OUTPUTS, Scores, clip_neutrals_of, score_pairs, subset
 from glg.face_id import make_embedder
@@ -63,7 +63,7 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
         raise GlgError(f"--extra {next(iter(extras))}: the reenactor's model.landmark_mode is "
                        "lgan, whose generator knows people by the training set's identity "
                        "table; another dataset's people are not in it (use driving or lst)")
-    lgan = load_landmark_generator(lgan_dir) if mode == "lgan" else None
+    lgan = load_landmark_generator(lgan_dir, prepared_dir) if mode == "lgan" else None
     embedder = make_embedder(config.embedder, config.arcface_weights, device)
     truth = _ground_truth(ground_truth, frames_dir)
 
@@ -141,7 +141,8 @@ def _ground_truth(path: Path | None, frames_dir: Path | None) -> tuple | None:
                        "manifest maps the truth into the frames)")
     manifest = read_manifest(frames_dir, ["identity", "video", "frame", "source_frame",
                                           "crop_x0", "crop_y0", "crop_size"])
-    return pd.read_parquet(path), manifest
+    with reading(path, "ground-truth table"):
+        return pd.read_parquet(path), manifest
 
 
 def _annotator_vs_truth(driving: pd.DataFrame, truth: pd.DataFrame, manifest: pd.DataFrame,

@@ -33,7 +33,7 @@ def pose_rmse(angle: np.ndarray, truth: np.ndarray) -> float:
 
 def au_agreement(said: np.ndarray, true: np.ndarray) -> tuple[float, float | None, float]:
     """(agreement, F1 of the positives or None without any, truth rate) of one AU's presence,
-    (M,) bool each; agreement is the paper's AUCON per AU (Sec IV-A)."""
+    (M,) bool each; agreement is the paper's AUCON per AU (Sec IV-C)."""
     both = int((said & true).sum())
     f1 = float(2 * both / (said.sum() + true.sum())) if said.any() or true.any() else None
     return float((said == true).mean()), f1, float(true.mean())

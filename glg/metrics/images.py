@@ -10,7 +10,9 @@ from glg.errors import GlgError
 
 SSIM_SIGMA = 1.5  # Gaussian window of Wang et al. 2004, as scikit-image's gaussian_weights=True
 SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # scikit-image (scipy) truncates it at 3.5 sigma: 5 px
-SSIM_K1, SSIM_K2 = 0.01, 0.03  # C1 = (K1 * 255)^2, C2 = (K2 * 255)^2 (Eq. 4.3's constants)
+# C1 = (K1 * 255)^2, C2 = (K2 * 255)^2: Eq. 4.3 says only "close-to-zero constants"; these are
+# Wang et al.'s [51]
+SSIM_K1, SSIM_K2 = 0.01, 0.03
 # Images per SSIM/PSNR step: on a CPU, one keeps the float64 maps of a 224 px pair in cache
 # (1.5x faster than 2, 2.6x than 8, measured); a GPU takes larger steps.
 IMAGE_CHUNK = {"cpu": 1, "cuda": 32}
@@ -77,7 +79,9 @@ def ssim(output, driving, device: str | torch.device = "cpu") -> np.ndarray:
     """SSIM (Eq. 4.3, alpha = beta = gamma = 1) per pair (N,), as scikit-image's
     `structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
     data_range=255, channel_axis=-1)`: local statistics under an 11x11 Gaussian window, the SSIM
-    map averaged over the pixels whose window lies inside the image, then over the channels."""
+    map averaged over the pixels whose window lies inside the image, then over the channels.
+    Eq. 4.3 writes the means and deviations as whole-image ones; the windowed form is that of
+    Wang et al. [51], the paper the thesis cites for SSIM (our reading)."""
     if len(output) == 0:
         return np.zeros(0)
     c1, c2 = (SSIM_K1 * 255.0) ** 2, (SSIM_K2 * 255.0) ** 2

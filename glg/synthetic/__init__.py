@@ -26,7 +26,7 @@ from glg.synthetic.render import render_clip
 GROUND_TRUTH = "ground_truth.parquet"
 
 # An AU is present in the ground truth when its intensity (0..1, FACS' 0..5 scale / 5) reaches
-# 0.4, i.e. FACS intensity 2 ("B", slight evidence); the paper fixes no threshold (Sec IV-A
+# 0.4, i.e. FACS intensity 2 ("B", slight evidence); the paper fixes no threshold (Sec IV-C
 # takes presence from OpenFace), so this is our choice.
 PRESENT_AT = 0.4
 

@@ -285,7 +285,7 @@ def _setup(prepared_dir: Path, lgan_dir: Path, partition: int, recipe: str) -> _
         train = settings["train"]
         runtime = start_runtime("train", train["device"], train["precision"])
         mode = model_config.landmark_mode
-        lgan = load_landmark_generator(lgan_dir) if mode == "lgan" else None
+        lgan = load_landmark_generator(lgan_dir, prepared_dir) if mode == "lgan" else None
         identities = training_identities(PreparedFrames(prepared_dir))
         if not 0 <= partition < len(identities):
             raise GlgError(f"{prepared_dir}: client partition {partition} but "

@@ -80,7 +80,8 @@ def train_federated(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoin
 
     frames = PreparedFrames(prepared_dir)
     clients = len(training_identities(frames))
-    lgan = load_landmark_generator(lgan_dir) if model_config.landmark_mode == "lgan" else None
+    lgan = (load_landmark_generator(lgan_dir, prepared_dir)
+            if model_config.landmark_mode == "lgan" else None)
     job = Job(model_config, loss_config, config, federated, frames.size, Path(out_dir),
               Path(checkpoint_dir), Path(metrics_dir), input_digests(frames, lgan),
               Path(prepared_dir))

@@ -65,7 +65,7 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
            metrics_dir: Path, model_config: ModelConfig, loss_config: LossConfig,
            config: TrainConfig, runtime: Runtime, say: Callable[[str], None]) -> Trained:
     device, mode = runtime.device, model_config.landmark_mode
-    lgan = load_landmark_generator(lgan_dir) if mode == "lgan" else None
+    lgan = load_landmark_generator(lgan_dir, prepared_dir) if mode == "lgan" else None
     dataset = TrainingPairs(prepared_dir, config.seed, mode, lgan)
     frames = dataset.frames
     size, part_sizes = int(frames.image(0).shape[0]), frames.part_sizes
@@ -84,7 +84,7 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
         "inputs": input_digests(frames, lgan),
     }
     if runtime.world > 1 and not runtime.main:
-        torch.distributed.barrier()  # rank 0 first: it may delete checkpoints of other params
+        torch.distributed.barrier()  # rank 0 first: it may move checkpoints of other params
     state = load_checkpoint(checkpoint_dir, fingerprint, say, remove_stale=runtime.main,
                             until=config.steps)
     if runtime.world > 1 and runtime.main:

@@ -59,7 +59,13 @@ def train_step(nets: Networks, batch: Pair, loss_config: LossConfig,
                part_sizes: tuple[tuple[int, int], ...], size: int, runtime: Runtime, step: int,
                timer: StepTimer | None = None) -> dict[str, torch.Tensor]:
     """One update of D (driving real, reenacted fake; Eq. 3.7), then of G (Eq. 3.5); returns
-    the detached weighted loss terms. Stops on a NaN or infinite term before applying it."""
+    the detached weighted loss terms. Stops on a NaN or infinite term before applying it.
+
+    D first is our order, shared by central and federated training (one forward of G serves
+    both updates): the thesis's Algorithm 1 (lines 6-7) writes G's step before D's, and the
+    central training's order is not given. In a loop of alternating steps the two differ only
+    in whether G's first step meets an updated D.
+    """
     timer = timer or StepTimer()
     with timer("forward"), autocast(runtime):
         out = nets.model(batch)
