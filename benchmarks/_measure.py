@@ -18,7 +18,7 @@ class Measured(NamedTuple):
     peak_mib: float  # peak of the summed RSS of the process and its descendants
     seconds: float  # wall
     cpu_seconds: float  # user + system of every process of the tree, each as last sampled
-    own_cpu_seconds: float = 0.0  # of the process itself, without its descendants
+    own_cpu_seconds: float = 0.0  # of the process's main thread: no worker thread or process
 
 
 class TreeSampler:
@@ -28,7 +28,7 @@ class TreeSampler:
 
     def __init__(self, pid: int, interval: float = 0.01):
         self.root, self.interval = psutil.Process(pid), interval
-        self.peak, self.cpu = 0, {}
+        self.peak, self.cpu, self.main_cpu = 0, {}, 0.0  # main_cpu: the root's main thread
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -60,14 +60,19 @@ class TreeSampler:
                     self.cpu[p.pid] = cpu - base[p.pid]
                 except psutil.Error:
                     pass
+            try:  # the main thread's id is the process's
+                main = next(t for t in self.root.threads() if t.id == self.root.pid)
+                spent = main.user_time + main.system_time
+                self.main_cpu = spent - base.setdefault("main", spent)
+            except (psutil.Error, StopIteration):
+                pass
             first = False
             self.peak = max(self.peak, rss)
             if self._stop.wait(self.interval):
                 break
 
     def result(self) -> Measured:
-        return Measured(self.peak / 2**20, self.seconds, sum(self.cpu.values()),
-                        self.cpu.get(self.root.pid, 0.0))
+        return Measured(self.peak / 2**20, self.seconds, sum(self.cpu.values()), self.main_cpu)
 
 
 def _cpu(process: psutil.Process) -> float:

@@ -4,7 +4,7 @@ folder (`data/prepared/`, format: `glg.prepared`) that `glg.data` and the evalua
 
 One pass over the annotations, clip by clip, picks the usable frames, re-stores them with their
 annotations and keeps running sums; splits and pairs are then drawn from clip-level counts
-(`glg.splits`). The frames' decode, resize and encode run on `prepare.workers` processes or
+(`glg.splits`). The frames' decode, resize and encode run on `prepare.workers` threads or
 Ray actors (glg/engine.py), a clip each, while this process reads, selects and writes in clip
 order, so the bytes do not depend on the engine or the number of workers. Memory holds an
 annotation row group, a few clips per worker and a row per clip, whatever the dataset's size.
@@ -213,13 +213,16 @@ class _Selected(NamedTuple):
     aus: np.ndarray  # (n, 18)
 
 
-def _setup_worker() -> None:
-    cv2.setNumThreads(1)  # parallelism comes from the processes, one clip each
-
-
 def _local_pool(workers: int) -> multiprocessing.pool.Pool:
-    """`workers` processes forked from this one (before it starts any thread)."""
-    return multiprocessing.get_context("fork").Pool(workers, _setup_worker)
+    """`workers` threads of this process: the decode, resize and encode are OpenCV calls that
+    release the GIL (the rest of a worker's loop is 1 % of its time, measured), so threads run
+    them in parallel with no process to start, no imports to repeat and no fork of a process
+    that Arrow's threads have run in (a fork can inherit a lock a thread holds and hang)."""
+    return multiprocessing.pool.ThreadPool(workers, _setup_worker)
+
+
+def _setup_worker() -> None:
+    cv2.setNumThreads(1)  # parallelism comes from the workers, one clip each
 
 
 def _resize_clip(job: tuple) -> tuple[list[int], bytes]:
@@ -227,6 +230,25 @@ def _resize_clip(job: tuple) -> tuple[list[int], bytes]:
     frames_dir, identity, video, frames, side, config = job
     jpegs = resized_jpegs(open_store(frames_dir), identity, video, frames, side, config)
     return [len(j) for j in jpegs], b"".join(jpegs)
+
+
+def resized_jpegs(source: FrameStore, identity: str, video: str, frames: np.ndarray, side: int,
+                  config: PrepareConfig) -> list[bytes]:
+    """The clip's `frames` as JPEGs of S px (`INTER_AREA`, `jpeg_quality`); copied unchanged
+    when the store's frames are S px already."""
+    jpegs = dict(source.clip_jpegs(identity, video))
+    out = []
+    for frame in frames.tolist():
+        bgr = decode_bgr(jpegs[frame])
+        if bgr.shape != (side, side, 3):
+            raise GlgError(f"{source.dir}: frame {identity}/{video}#{frame} is {bgr.shape}, "
+                           f"expected ({side}, {side}, 3) as the store's first frame")
+        if side == config.size:
+            out.append(jpegs[frame].tobytes())
+        else:
+            bgr = cv2.resize(bgr, (config.size, config.size), interpolation=cv2.INTER_AREA)
+            out.append(encode_bgr(bgr, config.jpeg_quality))
+    return out
 
 
 def select_frames(source: FrameStore, identity: str, video: str, table: pa.Table, side: int,
@@ -259,25 +281,6 @@ def select_frames(source: FrameStore, identity: str, video: str, table: pa.Table
     tally.missing += int((usable & ~in_store).sum())
     tally.outside += int((usable & in_store & ~inside).sum())
     return frame, points, usable & in_store & inside
-
-
-def resized_jpegs(source: FrameStore, identity: str, video: str, frames: np.ndarray, side: int,
-                  config: PrepareConfig) -> list[bytes]:
-    """The clip's `frames` as JPEGs of S px (`INTER_AREA`, `jpeg_quality`); copied unchanged
-    when the store's frames are S px already."""
-    jpegs = dict(source.clip_jpegs(identity, video))
-    out = []
-    for frame in frames.tolist():
-        bgr = decode_bgr(jpegs[frame])
-        if bgr.shape != (side, side, 3):
-            raise GlgError(f"{source.dir}: frame {identity}/{video}#{frame} is {bgr.shape}, "
-                           f"expected ({side}, {side}, 3) as the store's first frame")
-        if side == config.size:
-            out.append(jpegs[frame].tobytes())
-        else:
-            bgr = cv2.resize(bgr, (config.size, config.size), interpolation=cv2.INTER_AREA)
-            out.append(encode_bgr(bgr, config.jpeg_quality))
-    return out
 
 
 def write_clip_arrays(out_dir: Path, clips: pd.DataFrame) -> None:
