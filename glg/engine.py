@@ -1,7 +1,8 @@
 """Clip-parallel work for the extract, annotate and prepare stages: one function applied to
-every clip, on worker processes of this machine (`local`, the default) or on Ray actors across
-a cluster (`ray`), the results coming back in clip order either way, so a stage's bytes do not
-depend on the engine, the number of workers or which worker finishes first.
+every clip, on workers of this machine (`local`, the default: processes, or prepare's threads)
+or on Ray actors across a cluster (`ray`), the results coming back in clip order either way,
+so a stage's bytes do not depend on the engine, the number of workers or which worker finishes
+first.
 
 Why Ray and not another engine: it is already a dependency (Flower's simulation runs on it);
 an actor is a long-lived worker process that keeps what its `setup` built, such as dlib's
