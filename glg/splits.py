@@ -65,8 +65,7 @@ def assign_splits(clips: pd.DataFrame, config: PrepareConfig, seed: int, notes: 
         note(notes, "only 1 unseen identity: no unseen-identity pairs (they need 2 people)")
 
     if not unseen_only and unseen >= set(names):
-        raise GlgError(f"prepare.test_videos names clips of all {len(names)} identities: none "
-                       "is left to train on")
+        raise _none_left_to_train(len(names))
     rng = _rng(seed, _TEST_CLIPS)
     from_unseen = [k for k in keys if k[0] in unseen]
     from_known = []
@@ -123,8 +122,12 @@ def check_test_videos(keys: list[tuple[str, str]], entries: list[str]) -> None:
     listed = _listed_clips(keys, entries, [])
     names = {name for name, _ in keys}
     if {name for name, _ in listed} >= names:
-        raise GlgError(f"prepare.test_videos names clips of all {len(names)} identities: none "
-                       "is left to train on")
+        raise _none_left_to_train(len(names))
+
+
+def _none_left_to_train(identities: int) -> GlgError:
+    return GlgError(f"prepare.test_videos names clips of all {identities} identities: none is "
+                    "left to train on")
 
 
 def _listed_clips(keys: list[tuple[str, str]], entries: list[str],

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from glg.annotate.dlib import DlibBackend
@@ -148,18 +147,15 @@ def annotate(frames_dir: str | Path, out_dir: str | Path, metrics_path: str | Pa
     frames_dir = Path(frames_dir)
     if not frames_dir.is_dir():
         raise GlgError(f"{frames_dir}: frame store not found; run extract first")
+    truth = None
     if ground_truth is not None and Path(ground_truth).is_file():
-        with reading(ground_truth, "ground-truth table"):  # fail before the work, not after
-            pq.read_schema(ground_truth)
+        with reading(ground_truth, "ground-truth table"):  # read before the work, not after
+            truth = pd.read_parquet(ground_truth)
     start = time.perf_counter()
     clips = annotate_clips(frames_dir, out_dir, config, progress=progress)
     seconds = time.perf_counter() - start
     frames = sum(c["frames"] for c in clips.values())
     failed = sum(c["failed"] for c in clips.values())
-    truth = None
-    if ground_truth is not None and Path(ground_truth).is_file():
-        with reading(ground_truth, "ground-truth table"):
-            truth = pd.read_parquet(ground_truth)
     # Only the identities the ground truth knows are read back: memory stays bounded on real data.
     known = [] if truth is None else truth["identity"].unique().tolist()
     manifest = read_manifest(frames_dir, identities=known)
