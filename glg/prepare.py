@@ -56,6 +56,10 @@ def prepare(frames_dir: Path, annotations_dir: Path, out_dir: Path, config: Prep
     source = FrameStore(frames_dir)
     if not len(source):
         raise GlgError(f"{frames_dir}: the frame store holds no frames (run extract first)")
+    if config.size > source.frame_size():  # upsampled frames: bytes and time, nothing gained
+        raise GlgError(f"prepare.size: {config.size} px is larger than the frames of "
+                       f"{frames_dir} ({source.frame_size()} px); expected at most that "
+                       "(raise extract.size for larger frames)")
     if test_videos and not unseen_only:  # a bad list fails before the earlier output goes
         check_test_videos(sorted(zip(source.clips["identity"], source.clips["video"])),
                           test_videos)

@@ -20,6 +20,15 @@ Annotations = Annotated[Path, typer.Option(help="annotation dataset from annotat
 Prepared = Annotated[Path, typer.Option(help="prepared frames, pairs and statistics from prepare")]
 Checkpoints = Annotated[Path, typer.Option(help="checkpoint folder, resumed from when it matches")]
 Metrics = Annotated[Path, typer.Option(help="dvclive folder: curves, images and metrics.json")]
+GroundTruth = Annotated[Path, typer.Option(
+    help="synthesizer's ground truth; none: no truth (real faces); a path not there is said")]
+GROUND_TRUTH = Path("data/synthetic/ground_truth.parquet")
+
+
+def ground_truth_path(value: Path) -> Path | None:
+    """--ground-truth's value, None for the word `none`: data without truth, unlike a path that
+    is not there, which the stages say."""
+    return None if str(value) == "none" else value
 
 
 def one_line_errors(command: Callable) -> Callable:

@@ -9,7 +9,8 @@ import typer
 
 from glg.annotate import annotate
 from glg.config import load_params
-from stages._cli import Frames, Params, one_line_errors
+from stages._cli import (GROUND_TRUTH, Frames, GroundTruth, Params, ground_truth_path,
+                         one_line_errors)
 
 app = typer.Typer(add_completion=False)
 
@@ -22,15 +23,14 @@ def main(
         "data/annotations"),
     metrics: Annotated[Path, typer.Option(help="accuracy and counts, JSON")] = Path(
         "metrics/annotate.json"),
-    ground_truth: Annotated[Path, typer.Option(
-        help="synthesizer's ground truth; absent or unmatched: accuracy not measured")] = Path(
-        "data/synthetic/ground_truth.parquet"),
+    ground_truth: GroundTruth = GROUND_TRUTH,
     params: Params = Path("params.yaml"),
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Annotate every stored frame into data/annotations and score against ground truth."""
     config = load_params("annotate", params)
-    annotate(frames, out, metrics, config, ground_truth=ground_truth, progress=progress)
+    annotate(frames, out, metrics, config, ground_truth=ground_truth_path(ground_truth),
+             progress=progress)
 
 
 if __name__ == "__main__":

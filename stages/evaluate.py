@@ -10,7 +10,8 @@ import typer
 from glg.config import load_params
 from glg.errors import GlgError
 from glg.evaluate import evaluate
-from stages._cli import Frames, Params, Prepared, one_line_errors
+from stages._cli import (GROUND_TRUTH, Frames, GroundTruth, Params, Prepared, ground_truth_path,
+                         one_line_errors)
 
 app = typer.Typer(add_completion=False)
 
@@ -44,9 +45,7 @@ def main(
         "metrics/evaluate"),
     extra: Annotated[list[str], typer.Option(
         help="NAME=PREPARED_DIR: also score that dataset's unseen pairs, under NAME")] = [],
-    ground_truth: Annotated[Path, typer.Option(
-        help="synthesizer's ground truth; absent: the annotator's floor not measured")] = Path(
-        "data/synthetic/ground_truth.parquet"),
+    ground_truth: GroundTruth = GROUND_TRUTH,
     frames: Frames = Path("data/frames"),
     params: Params = Path("params.yaml"),
 ) -> None:
@@ -54,8 +53,8 @@ def main(
     config = load_params("evaluate", params)
     annotator = load_params("annotate", params).backend
     results = evaluate(prepared, reenact, lgan, out, metrics, sanity, figures, config, annotator,
-                       extras=parse_extras(extra), ground_truth=ground_truth, frames_dir=frames,
-                       say=typer.echo)
+                       extras=parse_extras(extra), ground_truth=ground_truth_path(ground_truth),
+                       frames_dir=frames, say=typer.echo)
     for scenario, row in results.items():
         if scenario != "backends" and "pairs" in row:
             typer.echo(f"evaluate: {scenario}: " + ", ".join(

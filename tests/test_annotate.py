@@ -288,6 +288,16 @@ def test_stage_writes_annotations_identity_and_metrics(tmp_path):
     assert (tmp_path / "annotations" / "shard-00000.parquet").read_bytes() == first
 
 
+def test_stage_says_a_ground_truth_it_cannot_find(tmp_path):
+    _dataset(tmp_path, frames=6, blank=())
+    result = _invoke(tmp_path, tmp_path / "ground_truht.parquet")
+    assert result.exit_code == 0, result.output
+    assert (f"annotate: no ground truth at {tmp_path / 'ground_truht.parquet'}: accuracy not "
+            "measured\n") in result.stderr
+    accuracy = json.loads((tmp_path / "metrics.json").read_text())["accuracy"]
+    assert accuracy["nme"] is None and "not measured" in accuracy["note"]
+
+
 def test_stage_bad_param_is_one_line(tmp_path):
     (tmp_path / "frames").mkdir()
     result = _invoke(tmp_path, tmp_path / "none.parquet", redetect_every=0)

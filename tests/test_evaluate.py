@@ -20,6 +20,7 @@ from _training import LGAN, MODEL, S, prepared_data, write_params
 from typer.testing import CliRunner
 
 from glg.config import LganConfig, ModelConfig, PrepareConfig
+from glg.evaluate import _ground_truth
 from glg.frames import FrameStore
 from glg.metrics.images import psnr_cap
 from glg.models import build_landmark_gan, build_model
@@ -159,6 +160,14 @@ def test_faceless_outputs_are_counted_and_an_extra_dataset_scored_under_its_name
     table = pd.read_parquet(tmp_path / "evaluate" / "pairs.parquet")
     assert set(table["dataset"]) == {"main", "celebv"}
     assert not table["face_found"].any()
+
+
+def test_a_missing_ground_truth_is_said_not_passed_over(tmp_path):
+    said: list[str] = []
+    assert _ground_truth(tmp_path / "tru th.parquet", tmp_path / "frames", said.append) is None
+    assert said == [f"evaluate: no ground truth at {tmp_path / 'tru th.parquet'}: the "
+                    "annotator's own error not measured"]
+    assert _ground_truth(None, None, said.append) is None and len(said) == 1  # none asked for
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):

@@ -301,6 +301,14 @@ def test_stage_runs_and_rejects_a_bad_param(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "error: prepare.size must be an even integer >= 32, got 33" in result.output
+    before = {p.name: p.read_bytes() for p in sorted((tmp_path / "out").iterdir())}
+    params.write_text("seed: 0\nprepare:\n  size: 34\n")  # past the stored 32 px frames
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert result.output == (f"error: prepare.size: 34 px is larger than the frames of {frames} "
+                             "(32 px); expected at most that (raise extract.size for larger "
+                             "frames)\n")
+    assert {p.name: p.read_bytes() for p in sorted((tmp_path / "out").iterdir())} == before
 
 
 # --- the paper's protocol: an all-unseen dataset, an explicit test list (Sec IV-A) ----------------

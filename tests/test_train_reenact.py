@@ -65,6 +65,15 @@ def test_it_learns_and_writes_curves_grids_and_a_summary(tmp_path, data):
                                                         .items())
 
 
+def test_a_run_without_validation_says_so(tmp_path, data):
+    result = run(tmp_path, data, train={"steps": 2, "val_pairs": 0})
+    assert result.exit_code == 0, result.output
+    assert "train_reenact: no validation, train.val_pairs is 0: val.l1 not measured" in (
+        result.output)
+    val = json.loads((tmp_path / "metrics/train_reenact/metrics.json").read_text())["val"]
+    assert val["l1"] is None and val["pairs"] == 0
+
+
 @pytest.mark.slow  # a trainer subprocess killed mid-run and two more runs: `make test-slow`
 def test_after_sigkill_a_rerun_ends_bit_identical_to_an_uninterrupted_run(tmp_path, data):
     train = {"steps": 8, "workers": 1}

@@ -174,4 +174,7 @@ def annotate(frames_dir: str | Path, out_dir: str | Path, metrics_path: str | Pa
     write_metrics(metrics_path, metrics)
     print(f"annotate: {frames} frames in {len(clips)} clips, {failed} without a face, "
           f"{frames / max(seconds, 1e-9):.0f} frames/s")
+    if ground_truth is not None and truth is None:  # said: a mistyped path must not pass
+        print(f"annotate: no ground truth at {ground_truth}: accuracy not measured",
+              file=sys.stderr)
     return metrics

@@ -65,7 +65,7 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
                        "table; another dataset's people are not in it (use driving or lst)")
     lgan = load_landmark_generator(lgan_dir, prepared_dir) if mode == "lgan" else None
     embedder = make_embedder(config.embedder, config.arcface_weights, device)
-    truth = _ground_truth(ground_truth, frames_dir)
+    truth = _ground_truth(ground_truth, frames_dir, say)
 
     metrics: dict = {}
     sanity: dict = {}
@@ -132,9 +132,14 @@ def _score(pairs: EvaluationPairs, indices: np.ndarray, model, reader: FaceReade
                   pd.DataFrame())
 
 
-def _ground_truth(path: Path | None, frames_dir: Path | None) -> tuple | None:
-    """(ground truth, extract's manifest) when the synthesizer's truth is there, else None."""
-    if path is None or not Path(path).is_file():
+def _ground_truth(path: Path | None, frames_dir: Path | None,
+                  say: Callable[[str], None]) -> tuple | None:
+    """(ground truth, extract's manifest) when the synthesizer's truth is there, else None
+    (said: a mistyped path must not pass for data without truth)."""
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        say(f"evaluate: no ground truth at {path}: the annotator's own error not measured")
         return None
     if frames_dir is None:
         raise GlgError(f"{path}: scoring against ground truth needs --frames (extract's "

@@ -71,6 +71,10 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
     size, part_sizes = int(frames.image(0).shape[0]), frames.part_sizes
     validation = EvaluationPairs(prepared_dir, "self", mode, lgan)
     val_rows = range(min(config.val_pairs, len(validation)))
+    if not val_rows and runtime.main:
+        why = ("train.val_pairs is 0" if not config.val_pairs
+               else f"{prepared_dir} holds no self pairs (prepare.self_pairs)")
+        say(f"train_reenact: no validation, {why}: val.l1 not measured")
 
     model, discriminator = build_networks(model_config, size, device, config.seed)
     vgg = build_perceptual(loss_config, device, config.seed)
