@@ -116,6 +116,23 @@ def test_a_corrupt_checkpoint_is_named_then_the_previous_one_resumed(tmp_path, d
     assert "train_reenact: resuming at step 2 of 6" in result.output
 
 
+def test_a_resume_under_another_number_of_processes_is_said_and_recorded(tmp_path, data):
+    assert run(tmp_path, data, train={"steps": 4}).exit_code == 0
+    summary = json.loads((tmp_path / "metrics/train_reenact/metrics.json").read_text())
+    assert "world_changes" not in summary  # one world throughout: nothing to record
+    newest = checkpoints(tmp_path / "checkpoints/reenact")[-1]
+    state = torch.load(newest, weights_only=True)
+    assert state["loader"] == {"batches": 4, "world": 1}
+    state["loader"]["world"] = 2  # as if two torchrun processes had written it
+    torch.save(state, newest)
+    result = run(tmp_path, data, train={"steps": 6})
+    assert result.exit_code == 0, result.output
+    assert ("train_reenact: the checkpoint at step 4 was written by 2 process(es), this run has "
+            "1: from here a step takes 1 x 2 pairs, not 2 x 2") in result.output
+    summary = json.loads((tmp_path / "metrics/train_reenact/metrics.json").read_text())
+    assert summary["world_changes"] == [[4, 2, 1]]
+
+
 def test_a_checkpoint_under_other_params_is_not_resumed(tmp_path, data):
     assert run(tmp_path, data, train={"steps": 2}).exit_code == 0
     result = run(tmp_path, data, train={"steps": 2}, model={"style": False})

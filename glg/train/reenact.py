@@ -61,6 +61,18 @@ def train_reenact(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_
         stop_runtime(runtime)
 
 
+def _note_world_change(was: int, now: int, step: int, batch: int, history: dict,
+                       say: Callable[[str], None]) -> None:
+    """A resume under another number of processes goes on with another effective batch (each
+    step takes world x batch pairs): said, and recorded in the metrics as [step, was, now]."""
+    if was == now:
+        return
+    say(f"train_reenact: the checkpoint at step {step} was written by {was} process(es), this "
+        f"run has {now}: from here a step takes {now} x {batch} pairs, not {was} x {batch}, so "
+        "the weights match an uninterrupted run of neither (recorded as world_changes)")
+    history["world_changes"] = [*history.get("world_changes", []), [step, was, now]]
+
+
 def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Path,
            metrics_dir: Path, model_config: ModelConfig, loss_config: LossConfig,
            config: TrainConfig, runtime: Runtime, say: Callable[[str], None]) -> Trained:
@@ -100,6 +112,8 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
         restore(state, models, optimizers)
         start, history = state["loader"]["batches"], state["history"]
         say(f"train_reenact: resuming at step {start} of {config.steps}")
+        _note_world_change(state["loader"].get("world", 1), runtime.world, start, config.batch,
+                           history, say)
     say(f"train_reenact: {variant_name(model_config) or 'custom variant'} at {size} px on "
         f"{device} ({runtime.precision}, {runtime.world} process(es)), landmarks: {mode}, "
         f"perceptual_weights: {perceptual_weights}")
@@ -134,8 +148,9 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
         params = {"model": to_dict(model_config), "loss": to_dict(loss_config),
                   "train": to_dict(config)}
         save_checkpoint(checkpoint_dir, step, training_state(
-            step, fingerprint, params, models, optimizers, loader={"batches": step},
-            history=history), config.keep_checkpoints)
+            step, fingerprint, params, models, optimizers,
+            loader={"batches": step, "world": runtime.world}, history=history),
+            config.keep_checkpoints)
 
     timer, started, window = StepTimer(), time.perf_counter(), time.perf_counter()
     seconds_before = history.get("train_seconds", 0.0)  # spent by the runs this one resumes
@@ -177,6 +192,8 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
         "variant": variant_name(model_config) or "custom", "landmark_mode": mode,
         "samples_per_s": done * config.batch * runtime.world / seconds if seconds else None,
     })
+    if history.get("world_changes"):
+        live.summary["world_changes"] = history["world_changes"]
     live.summary.setdefault("val", {}).update(
         {"l1": history.get("val_l1"), "l1_step_0": history.get("val_l1_step_0"),
          "l1_source_copied": history.get("val_l1_source_copied"), "pairs": len(val_rows)})
