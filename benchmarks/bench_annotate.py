@@ -19,6 +19,7 @@ Target: parallel >= 100 frames/s on 2 cores.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -158,6 +159,9 @@ def measure(name: str, frames_dir: Path, work: Path) -> None:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                            epilog="no options: the demo clips, then the real clips when "
+                                   "present").parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_annotate_"))
     try:
         params = str(ROOT / "params.yaml")

@@ -100,7 +100,8 @@ def main() -> None:
     n = sum(len(i) for _, i in pairs.values())
     FaceReader("dlib")  # dlib's models loaded once before timing
 
-    stage_s, stage_cpu, stage_read, found = run(FaceReader, pairs, model, config, embedder, config.batch)
+    stage_s, stage_cpu, stage_read, found = run(FaceReader, pairs, model, config, embedder,
+                                                config.batch)
     naive_s, naive_cpu, naive_read, _ = run(Uncached, pairs, model, config, embedder, 1)
     profile = cProfile.Profile()
     profile.enable()

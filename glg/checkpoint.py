@@ -12,7 +12,9 @@ depends on (params and inputs, each trainer says which); a checkpoint written un
 is named in one line with the first difference, and training starts fresh. The process that
 writes checkpoints moves the old ones into `stale/` (replacing an earlier `stale/`), where they
 wait until the new run has written its first checkpoint: a run that fails before then loses
-nothing, and a later run under their fingerprint moves them back and resumes from them.
+nothing, and a later run under their fingerprint moves them back and resumes from them. A run
+asked for fewer steps than the folder's newest checkpoint (same fingerprint) resumes from the
+newest at or before its end; the later ones stay, never pruned by its own.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def checkpoint_path(directory: Path, step: int) -> Path:
 
 def checkpoints(directory: Path) -> list[Path]:
     """The checkpoint files in `directory`, oldest step first."""
-    return sorted(Path(directory).glob(CHECKPOINT_GLOB), key=lambda p: int(p.stem[5:]))
+    return sorted(Path(directory).glob(CHECKPOINT_GLOB), key=_step)
 
 
 def atomic_save(path: Path, value: Any) -> None:
@@ -59,13 +61,15 @@ def atomic_save(path: Path, value: Any) -> None:
 
 def save_checkpoint(directory: Path, step: int, state: Mapping[str, Any], keep: int) -> Path:
     """Write `state` as the checkpoint at `step` (`atomic_save`), then delete `stale/` and all
-    but the newest `keep` checkpoints."""
+    but the newest `keep` checkpoints at `step` or before. Later ones are a longer run's of the
+    same fingerprint (`load_checkpoint` moved any other aside): they stay, and a run asked for
+    their steps again resumes from them."""
     final = checkpoint_path(directory, step)
     atomic_save(final, dict(state))
     stale = Path(directory) / STALE
     if stale.is_dir():  # this run has a checkpoint of its own now
         shutil.rmtree(stale)
-    for old in checkpoints(directory)[:-keep]:
+    for old in [p for p in checkpoints(directory) if _step(p) <= step][:-keep]:
         old.unlink()
     return final
 
@@ -80,16 +84,17 @@ def load_checkpoint(directory: Path, fingerprint: Mapping[str, Any], say: Callab
     with `remove_stale` (the process that writes checkpoints) every checkpoint there is moved
     into `stale/`, replacing an earlier one. With no readable checkpoint in `directory`, the
     newest in `stale/` is tried: one of `fingerprint` is resumed, and with `remove_stale` the
-    checkpoints there are moved back. One past `until` belongs to a longer run of the same
-    trajectory: passed over in silence.
+    checkpoints there are moved back. The newest checkpoint decides whether the folder is of
+    `fingerprint`; when it is past `until`, a longer run's of these params, the newest at
+    `until` or before is resumed (said), or none.
     """
     directory = Path(directory)
     stale = directory / STALE
     for temporary in directory.glob(f".{CHECKPOINT_GLOB}.tmp"):
         temporary.unlink(missing_ok=True)  # a write that was cut short
-    found = _newest_readable(directory, say, until)
+    found = _newest_readable(directory, say)
     if found is None and stale.is_dir():  # a run under other params failed before its first
-        found = _newest_readable(stale, say, until)
+        found = _newest_readable(stale, say)
     if found is None:
         return None
     path, state = found
@@ -100,7 +105,14 @@ def load_checkpoint(directory: Path, fingerprint: Mapping[str, Any], say: Callab
             shutil.rmtree(stale)
             say(f"checkpoint {path} is of these params: the checkpoints in {stale} are moved "
                 "back")
-        return state
+            path = directory / path.name
+        if until is None or _step(path) <= until:
+            return state
+        earlier = _newest_readable(path.parent, say, until)
+        say(f"checkpoint {path} is past step {until}, where this run ends (a longer run of "
+            "these params; it stays): " + (f"resuming from {earlier[0]}" if earlier else
+                                           "none at or before it, starting fresh"))
+        return earlier[1] if earlier else None
     if remove_stale and path.parent == directory:
         if stale.is_dir():
             shutil.rmtree(stale)
@@ -183,12 +195,16 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def _step(path: Path) -> int:
+    return int(path.stem[5:])  # step-NNNNNNNNN.pt
+
+
 def _newest_readable(directory: Path, say: Callable[[str], None],
-                     until: int | None) -> tuple[Path, dict] | None:
+                     until: int | None = None) -> tuple[Path, dict] | None:
     """The newest checkpoint in `directory` at step `until` at the most that loads, with its
     content; one line for each newer one that does not."""
     for path in reversed(checkpoints(directory)):
-        if until is not None and int(path.stem[5:]) > until:
+        if until is not None and _step(path) > until:
             continue
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

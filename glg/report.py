@@ -182,7 +182,9 @@ def _cell(value, metric: str | None = None) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.2f}" if abs(value) >= 10 else f"{value:.3f}"
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.2f}" if abs(value) >= 10 else f"{value:.3f}"
     return str(value)
 
 

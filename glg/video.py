@@ -125,8 +125,15 @@ def _open(path: Path) -> tuple[cv2.VideoCapture, float]:
     """An opened capture and its frame rate, or `SkipClip` saying why not."""
     if path.stat().st_size == 0:
         raise SkipClip("empty file (0 bytes)")
-    # one decoder thread: parallelism comes from extract.workers processes, not oversubscription
-    capture = cv2.VideoCapture(opencv_path(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    # one decoder thread: parallelism comes from extract.workers processes, not oversubscription;
+    # OpenCV's own WARN lines on a file it cannot open are off: the reason below says it once
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        capture = cv2.VideoCapture(opencv_path(path), cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_N_THREADS, 1])
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if not capture.isOpened():
         raise SkipClip("not a readable video (corrupt, truncated or not a video file)")
     fps = capture.get(cv2.CAP_PROP_FPS)

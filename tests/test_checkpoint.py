@@ -95,10 +95,31 @@ def test_every_rng_comes_back(tmp_path):
     assert draws[2] == again[2]
 
 
-def test_a_checkpoint_past_the_steps_asked_is_passed_over(tmp_path):
+def test_a_checkpoint_past_the_steps_asked_is_passed_over_and_kept(tmp_path):
     for step in (10, 20):
         save_checkpoint(tmp_path, step, state(step), keep=2)
     said = []
     assert load_checkpoint(tmp_path, FINGERPRINT, said.append, until=15)["step"] == 10
+    assert said == [f"checkpoint {tmp_path / 'step-000000020.pt'} is past step 15, where this "
+                    "run ends (a longer run of these params; it stays): resuming from "
+                    f"{tmp_path / 'step-000000010.pt'}"]
     assert load_checkpoint(tmp_path, FINGERPRINT, said.append, until=5) is None
-    assert said == [] and len(checkpoints(tmp_path)) == 2
+    assert said[-1].endswith("it stays): none at or before it, starting fresh")
+    # the shorter run's own checkpoints are kept beside the longer run's, not pruned by them
+    for step in (2, 4, 5):
+        save_checkpoint(tmp_path, step, state(step), keep=2)
+    assert [p.name for p in checkpoints(tmp_path)] == [
+        "step-000000004.pt", "step-000000005.pt", "step-000000010.pt", "step-000000020.pt"]
+    assert load_checkpoint(tmp_path, FINGERPRINT, said.append, until=5)["step"] == 5
+    assert load_checkpoint(tmp_path, FINGERPRINT, said.append, until=20)["step"] == 20
+
+
+def test_a_checkpoint_past_the_steps_asked_under_other_params_is_moved_aside(tmp_path):
+    for step in (10, 20):
+        save_checkpoint(tmp_path, step, state(step), keep=2)
+    said = []
+    assert load_checkpoint(tmp_path, {**FINGERPRINT, "lr": 1.0}, said.append, until=5) is None
+    assert said[0].startswith(f"checkpoint {tmp_path / 'step-000000020.pt'} was written under "
+                              "other params (lr: absent -> 1.0); starting fresh")
+    save_checkpoint(tmp_path, 5, state(5, {**FINGERPRINT, "lr": 1.0}), keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000000005.pt"]

@@ -13,7 +13,8 @@ import time
 import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
-from _training import LOSS, MODEL, ROOT, S, TRAIN, prepared_with_lgan, read_tsv, reenact_args, write_params
+from _training import (LOSS, MODEL, ROOT, S, TRAIN, prepared_with_lgan, read_tsv, reenact_args,
+                       write_params)
 from flwr.supercore.task_identity import TaskIdentity
 from typer.testing import CliRunner
 

@@ -115,7 +115,9 @@ def test_layout_and_schema(dataset, truth):
     for path in dataset.rglob("*.mp4"):
         capture = cv2.VideoCapture(str(path))
         assert capture.get(cv2.CAP_PROP_FPS) == 25
-        assert capture.get(cv2.CAP_PROP_FRAME_WIDTH) == capture.get(cv2.CAP_PROP_FRAME_HEIGHT) == 256
+        width, height = (capture.get(p) for p in (cv2.CAP_PROP_FRAME_WIDTH,
+                                                  cv2.CAP_PROP_FRAME_HEIGHT))
+        assert width == height == 256
         assert sum(1 for _ in decoded_frames(path)) == 50
 
 
@@ -189,7 +191,8 @@ def test_the_face_shows_its_expression():
     assert open_landmarks[66, 1] - open_landmarks[62, 1] > 10
     assert open_mouth[mouth[1], mouth[0]].mean() < 0.5 * neutral[mouth[1], mouth[0]].mean()
     closed, closed_landmarks = frame(AU45=1.0)
-    for eye, upper, lower in ((range(36, 42), [37, 38], [41, 40]), (range(42, 48), [43, 44], [47, 46])):
+    for eye, upper, lower in ((range(36, 42), [37, 38], [41, 40]),
+                              (range(42, 48), [43, 44], [47, 46])):
         assert np.abs(closed_landmarks[upper] - closed_landmarks[lower]).max() < 1.0
         x0, y0 = np.floor(neutral_landmarks[list(eye)].min(axis=0)).astype(int)
         x1, y1 = np.ceil(neutral_landmarks[list(eye)].max(axis=0)).astype(int)

@@ -133,6 +133,20 @@ def test_a_resume_under_another_number_of_processes_is_said_and_recorded(tmp_pat
     assert summary["world_changes"] == [[4, 2, 1]]
 
 
+def test_fewer_steps_than_the_checkpoints_keep_their_own_and_the_longer_runs(tmp_path, data):
+    assert run(tmp_path, data, train={"steps": 4}).exit_code == 0  # checkpoints at 2 and 4
+    result = run(tmp_path, data, train={"steps": 3})
+    assert result.exit_code == 0, result.output
+    assert "is past step 3, where this run ends" in result.output
+    assert "resuming from " in result.output and "step-000000002.pt" in result.output
+    assert [p.name for p in checkpoints(tmp_path / "checkpoints/reenact")] == [
+        "step-000000002.pt", "step-000000003.pt", "step-000000004.pt"]
+    assert "train_reenact: resuming at step 3 of 3" in run(tmp_path, data,
+                                                           train={"steps": 3}).output
+    assert "train_reenact: resuming at step 4 of 4" in run(tmp_path, data,
+                                                           train={"steps": 4}).output
+
+
 def test_a_checkpoint_under_other_params_is_not_resumed(tmp_path, data):
     assert run(tmp_path, data, train={"steps": 2}).exit_code == 0
     result = run(tmp_path, data, train={"steps": 2}, model={"style": False})

@@ -1,11 +1,12 @@
 """Decoding: finding the clips, their keys, and frames sampled in time in BGR order."""
 
+import cv2
 import numpy as np
 import pytest
 
 from _clips import write_clip
 from glg.errors import GlgError
-from glg.video import clip_key, find_clips, sample_frames
+from glg.video import SkipClip, clip_key, find_clips, sample_frames
 
 
 def test_clip_key_follows_both_layouts():
@@ -51,3 +52,13 @@ def test_frames_come_in_bgr_order_with_pixels_where_asked(tmp_path):
     assert [s.bgr is not None for s in sampled] == [i % 3 == 0 for i in range(10)]
     b, g, r = sampled[3].bgr.reshape(-1, 3).mean(axis=0)
     assert r > 200 and b < 30 and g < 30
+
+
+def test_a_file_that_is_not_a_video_is_one_reason_without_opencvs_warnings(tmp_path, capfd):
+    (tmp_path / "notes.mp4").write_text("not a video")
+    (tmp_path / "README.md").write_text("# not a video either")
+    for name in ("notes.mp4", "README.md"):
+        with pytest.raises(SkipClip, match="not a readable video"):
+            next(sample_frames(tmp_path / name, 25.0, 10))
+    assert "WARN" not in capfd.readouterr().err  # OpenCV's lines on fd 2, past Python's
+    assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_WARNING  # restored
