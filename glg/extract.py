@@ -59,6 +59,7 @@ class ClipFrames:
     skipped: str | None = None
     notes: list[str] = field(default_factory=list)
     decoded: int = 0  # source frames the clip's sampled frames span, for the frames/s figure
+    capped: bool = False  # sampling stopped at extract.max_frames (the clip may go on past it)
     source_frames: list[int] = field(default_factory=list)  # of the stored frames
     timestamps: list[float] = field(default_factory=list)
     boxes: list | np.ndarray = field(default_factory=list)  # (n, 3) x0, y0, side
@@ -89,6 +90,7 @@ def extract_clip(clip: Clip, config: ExtractConfig, spool: Path) -> ClipFrames:
                                 f"out")
         result.boxes = np.array(result.boxes).reshape(-1, 3)
         result.decoded = counts.last_source_frame + 1
+        result.capped = counts.n_sampled >= config.max_frames
         result.spool = spool
     except SkipClip as reason:
         spool.unlink(missing_ok=True)
@@ -135,6 +137,7 @@ class ExtractSummary:
     source_frames: int  # source frames the stored clips span (`fixed` decodes them twice)
     skipped: int
     seconds: float
+    capped: int = 0  # stored clips whose sampling stopped at extract.max_frames
 
 
 def extract(videos: Path, out: Path, config: ExtractConfig,
@@ -157,7 +160,7 @@ def extract(videos: Path, out: Path, config: ExtractConfig,
 
     writer = FrameStoreWriter(out, config.shard_mb, EXTRACT_COLUMNS)
     skipped: list[tuple[str, str]] = []
-    decoded = 0
+    decoded = capped = 0
     # absolute paths: a Ray worker runs in a folder of its own, maybe on another machine
     jobs = [(dataclasses.replace(clip, path=clip.path.absolute()), config,
              spools.absolute() / f"{i:07d}.jpegs") for i, clip in enumerate(clips)]
@@ -176,6 +179,7 @@ def extract(videos: Path, out: Path, config: ExtractConfig,
                     skipped.append((source, result.skipped))
                 else:
                     _store_clip(writer, result)
+                    capped += result.capped
                 decoded += result.decoded
                 bar.update(result.decoded)
     finally:
@@ -187,7 +191,8 @@ def extract(videos: Path, out: Path, config: ExtractConfig,
                        f"(reasons in {out / SKIPPED})")
     return ExtractSummary(clips=len(clips), stored_clips=writer.clips,
                           stored_frames=writer.frames, source_frames=decoded,
-                          skipped=len(skipped), seconds=time.perf_counter() - started)
+                          skipped=len(skipped), seconds=time.perf_counter() - started,
+                          capped=capped)
 
 
 def _store_clip(writer: FrameStoreWriter, result: ClipFrames) -> None:

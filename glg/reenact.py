@@ -294,7 +294,8 @@ def guiding_landmarks(mode: str, face: Face, moving: Driving, identities, lgan_p
     source frame, whose landmarks are its mean; one frame has no spread, so the source gets the
     driving's std, which makes Eq. 3 move the driving's offsets from its own mean shape onto the
     source's (Sec III-B-1). `lgan`: the landmark GAN for the source identity and each frame's
-    pose and AUs (Eq. 3.4); a person it was not trained on has no learned embedding
+    pose and AUs (Eq. 3.4); a person it was not trained on, the source itself or an `identity`
+    of the training data's unseen split, has no learned embedding
     (`lgan.identity_input=embedding`), so `lst` stands in, said in one warning line.
     """
     if identity is not None and identity not in identities.names:
@@ -309,9 +310,16 @@ def guiding_landmarks(mode: str, face: Face, moving: Driving, identities, lgan_p
         if generator.size != len(face.image):
             raise GlgError(f"{lgan_path}: landmarks of {generator.size} px, but the reenactor "
                            f"takes {len(face.image)} px crops; re-run train_lgan")
-        if identity is not None:
+        learned = generator.condition.identity.face_embeddings is None
+        if identity is not None and not (learned and identities.trained
+                                         and identity not in identities.trained):
             row = trained.identity_names.index(identity)
-        elif generator.condition.identity.face_embeddings is not None:
+        elif identity is not None:
+            note = (f"the landmark generator's vector for {identity} never trained ({identity} "
+                    "is an unseen person of the training data): using lst with its statistics")
+            warn(f"warning: {note}")
+            mode = "lst"
+        elif not learned:
             if face.embedding is None:
                 raise GlgError("the annotate backend gave the source no face embedding, which "
                                "this landmark generator (face_recognition) needs")

@@ -153,6 +153,11 @@ def not_reproduction(run: Run) -> list[str]:
         notes.append(f"CSIM by the {backends['embedder']} embedder (the paper: ArcFace)")
     if backends.get("annotator") not in (None, "openface"):
         notes.append(f"pose and AUs read by {backends['annotator']} (the paper: OpenFace)")
+    untrained = {k: n for k, n in (backends.get("lgan_untrained_sources") or {}).items() if n}
+    if untrained:
+        notes.append("LGAN landmarks from identity vectors that never trained for the sources "
+                     "of " + ", ".join(f"{n} {k}" for k, n in untrained.items()) + " pairs "
+                     "(lgan.identity_input: embedding; face_recognition embeds any face)")
     return notes
 
 

@@ -35,6 +35,9 @@ class IdentityStats(NamedTuple):
     names: tuple[str, ...]
     mean: np.ndarray
     std: np.ndarray
+    # the people of the training split (role `known`): an LGAN's learned vectors of the others
+    # never trained; empty in a file written before this was recorded
+    trained: tuple[str, ...] = ()
 
 
 class TrainedReenactor(NamedTuple):
@@ -101,7 +104,8 @@ def save_reenactor(out_dir: Path, model: Reenactor, prepared_dir: Path) -> Path:
     feeding it needs from the prepared dataset it trained on: the part sizes and identities."""
     table, mean, std = read_identities(prepared_dir)
     table = table.sort_values("index")
-    identities = IdentityStats(tuple(table["identity"]), mean[table.index], std[table.index])
+    identities = IdentityStats(tuple(table["identity"]), mean[table.index], std[table.index],
+                               tuple(table.loc[table["role"] == "known", "identity"]))
     part_sizes = read_parts(prepared_dir)
     path = Path(out_dir) / REENACTOR_FILE
     atomic_save(path, {"format": FORMAT, "kind": "reenactor", "model": to_dict(model.config),
@@ -109,6 +113,7 @@ def save_reenactor(out_dir: Path, model: Reenactor, prepared_dir: Path) -> Path:
                        "identity_names": [str(n) for n in identities.names],
                        "identity_mean": torch.as_tensor(np.asarray(identities.mean, np.float32)),
                        "identity_std": torch.as_tensor(np.asarray(identities.std, np.float32)),
+                       "identity_trained": [str(n) for n in identities.trained],
                        "state": model.state_dict()})
     return path
 
@@ -122,7 +127,8 @@ def read_reenactor(path: Path) -> TrainedReenactor:
         model.load_state_dict(saved["state"])
     identities = IdentityStats(tuple(saved["identity_names"]),
                                saved["identity_mean"].double().numpy(),
-                               saved["identity_std"].double().numpy())
+                               saved["identity_std"].double().numpy(),
+                               tuple(saved.get("identity_trained", ())))
     return TrainedReenactor(model.eval().requires_grad_(False),
                             tuple((int(h), int(w)) for h, w in saved["part_sizes"]), identities)
 

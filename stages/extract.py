@@ -25,9 +25,12 @@ def main(
     """Sample, detect, crop and store every clip's frames (issue 2, part 5)."""
     config = load_params("extract", params)
     summary = extract(videos, out, config, progress=progress)
+    capped = (f", {summary.capped} stopped at extract.max_frames {config.max_frames}"
+              if summary.capped else "")
     typer.echo(f"extract: {summary.stored_frames} frames from {summary.stored_clips} of "
-               f"{summary.clips} clips ({summary.skipped} skipped) in {summary.seconds:.2f} s, "
-               f"{summary.source_frames / summary.seconds:.0f} source frames/s -> {out}")
+               f"{summary.clips} clips ({summary.skipped} skipped{capped}) in "
+               f"{summary.seconds:.2f} s, {summary.source_frames / summary.seconds:.0f} source "
+               f"frames/s -> {out}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from glg.frames import FrameStore
 from glg.metrics.images import psnr_cap
 from glg.models import build_landmark_gan, build_model
 from glg.prepare import prepare
+from glg.report import EVALUATE, Run, not_reproduction
 from glg.prepared import PAIRS, SCENARIOS
 from glg.synthetic.faces import identity_image, make_identity
 from glg.synthetic.render import render_frame
@@ -110,6 +111,22 @@ def test_metrics_are_keyed_by_scenario_with_every_metric(faces):
         assert metrics[scenario]["pairs"] == (pairs["scenario"] == scenario).sum()
         assert ("ssim" in metrics[scenario]) == (scenario == "self")
     assert metrics["backends"]["aus_measured"] == metrics["self"]["aucon_aus"] == 14  # dlib
+
+
+def test_sources_the_lgans_learned_vectors_never_trained_on_are_counted(faces):
+    """The LGAN (learned vectors) trains on the known people only; a scored pair whose source
+    is another is counted per scenario, and the report names them."""
+    backends = read_json(faces / "metrics" / "evaluate.json")["backends"]
+    pairs = pd.read_parquet(faces / "prepared" / PAIRS)
+    roles = pd.read_parquet(faces / "prepared" / "identities.parquet").set_index("identity")
+    expected = {s: int((roles.loc[pairs.loc[pairs["scenario"] == s, "source_identity"], "role"]
+                        != "known").sum()) for s in SCENARIOS}
+    assert expected["unseen"] > 0 and expected["known"] == 0
+    assert backends["lgan_untrained_sources"] == expected
+    notes = not_reproduction(Run("x", "rev", {}, {EVALUATE: {"backends": backends}}))
+    assert any(n.startswith("LGAN landmarks from identity vectors that never trained for the "
+                            "sources of ") and f"{expected['unseen']} unseen" in n
+               for n in notes)
 
 
 def test_driving_as_output_is_the_oracle_and_source_as_output_csims_ceiling(faces):

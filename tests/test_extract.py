@@ -311,6 +311,19 @@ def test_bad_param_stops_before_any_work(tmp_path, change, message):
     assert not (tmp_path / "frames").exists()
 
 
+def test_clips_stopped_at_max_frames_are_counted_in_the_closing_line(tmp_path):
+    frames, _ = panning_face(12)
+    write_clip(tmp_path / "videos" / "a" / "long.mp4", frames)
+    write_clip(tmp_path / "videos" / "b" / "short.mp4", frames[:5])
+    for max_frames, said in ((8, "13 frames from 2 of 2 clips (0 skipped, 1 stopped at "
+                                 "extract.max_frames 8) in "),
+                             (13, "17 frames from 2 of 2 clips (0 skipped) in ")):
+        params = write_params(tmp_path, size=96, max_frames=max_frames, workers=1)
+        result = run_stage(tmp_path / "videos", tmp_path / "frames", params)
+        assert result.exit_code == 0, result.output
+        assert said in result.output
+
+
 def test_real_clips_faces_found_and_crop_stable(real_clips, tmp_path):
     videos = tmp_path / "videos"
     for name in ["d0.mp4", "d3.mp4"]:  # a flat folder: each file is its own identity

@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -121,6 +122,18 @@ def test_side_by_side_known_identity_folder_driving(setup, tmp_path):
     assert frames[0].shape == (S, 3 * S, 3)
     assert "warning" not in result.output
     assert "landmarks: lgan" in result.output
+
+
+def test_an_unseen_identity_in_lgan_mode_falls_back_to_lst_with_a_warning(setup, tmp_path):
+    """The LGAN's learned vectors train on the training split only: an unseen person's never
+    did, so --identity naming one uses Eq. 3 with its statistics, said."""
+    table = pd.read_parquet(setup["root"] / "prepared" / "identities.parquet")
+    unseen = table.loc[table["role"] == "unseen", "identity"].iloc[0]
+    result = run(setup, "-o", str(tmp_path / "out.mp4"), "--identity", unseen)
+    assert result.exit_code == 0, result.output
+    assert (f"warning: the landmark generator's vector for {unseen} never trained ({unseen} is "
+            "an unseen person of the training data): using lst") in result.output
+    assert "landmarks: lst" in result.output
 
 
 def test_faceless_driving_frames_hold_the_last_landmarks(setup, tmp_path):

@@ -30,7 +30,7 @@ from glg.frames import read_manifest
 from glg.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS
 from glg.metrics import write_metrics
 from glg.metrics.accuracy import annotation_accuracy
-from glg.prepared import PAIRS, SCENARIOS
+from glg.prepared import PAIRS, SCENARIOS, read_identities
 from glg.weights import load_landmark_generator, load_reenactor
 
 PAIRS_TABLE = "pairs.parquet"  # under the stage's data folder, one row per pair and output
@@ -64,6 +64,11 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
                        "lgan, whose generator knows people by the training set's identity "
                        "table; another dataset's people are not in it (use driving or lst)")
     lgan = load_landmark_generator(lgan_dir, prepared_dir) if mode == "lgan" else None
+    # learned identity vectors train on the training split's people only: a source of another
+    # is guided by a vector that never trained (README, Known limits); counted and recorded
+    learned = lgan is not None and lgan.condition.identity.face_embeddings is None
+    roles = _roles(prepared_dir) if learned else None
+    untrained: dict[str, int] = {}
     embedder = make_embedder(config.embedder, config.arcface_weights, device)
     truth = _ground_truth(ground_truth, frames_dir, say)
 
@@ -83,6 +88,14 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
                                           str(device))
             indices = subset(len(pairs), config.pairs)
             say(f"evaluate: {name} {scenario}: {len(indices)} of {len(pairs)} pairs")
+            if roles is not None and name == "main":
+                sources = pairs.frames.identity[pairs.pairs[indices, 0]]
+                untrained[scenario] = int((roles[sources] != "known").sum())
+                if untrained[scenario]:
+                    say(f"evaluate: main {scenario}: {untrained[scenario]} of {len(indices)} "
+                        "pairs' sources were never trained on; the LGAN guides them with "
+                        "learned identity vectors that never trained (lgan.identity_input: "
+                        "embedding)")
             scores = _score(pairs, indices, model, reader, config, device, scenario == "self")
             row = {o: scores.summary[o] for o in OUTPUTS[1:]}
             if truth is not None and len(scores.driving):
@@ -98,6 +111,8 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
                 "aus": [f"AU{au:02d}" for au in measured_aus(annotator)],
                 "aus_measured": len(measured_aus(annotator)), "read_size": config.read_size,
                 "pairs_cap": config.pairs}
+    if roles is not None:
+        backends["lgan_untrained_sources"] = untrained
     metrics["backends"] = sanity["backends"] = backends
     write_metrics(metrics_path, metrics)
     write_metrics(sanity_path, sanity)
@@ -108,6 +123,12 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
         write_grid(figures_dir / "grids" / f"{key}.png", grid)
     write_distributions(figures_dir / DISTRIBUTIONS, per_pair[per_pair["dataset"] == "main"])
     return metrics
+
+
+def _roles(prepared_dir: Path) -> np.ndarray:
+    """Each identity's role (`known`: of the training split; `unseen`), by its row index."""
+    table = read_identities(prepared_dir)[0].sort_values("index")
+    return table["role"].to_numpy()
 
 
 def _device(device: str) -> torch.device:
