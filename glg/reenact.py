@@ -311,14 +311,14 @@ def guiding_landmarks(mode: str, face: Face, moving: Driving, identities, lgan_p
             raise GlgError(f"{lgan_path}: landmarks of {generator.size} px, but the reenactor "
                            f"takes {len(face.image)} px crops; re-run train_lgan")
         learned = generator.condition.identity.face_embeddings is None
-        if identity is not None and not (learned and identities.trained
-                                         and identity not in identities.trained):
-            row = trained.identity_names.index(identity)
-        elif identity is not None:
+        if learned and identity is not None and identities.trained and (
+                identity not in identities.trained):
             note = (f"the landmark generator's vector for {identity} never trained ({identity} "
                     "is an unseen person of the training data): using lst with its statistics")
             warn(f"warning: {note}")
             mode = "lst"
+        elif identity is not None:
+            row = trained.identity_names.index(identity)
         elif not learned:
             if face.embedding is None:
                 raise GlgError("the annotate backend gave the source no face embedding, which "
