@@ -3,7 +3,7 @@
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --no-sync
 
-.PHONY: demo test test-slow sync bench
+.PHONY: demo test test-slow sync bench gpu-check gpu-wheels
 
 sync:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --user --quiet uv \
@@ -22,3 +22,9 @@ test-slow: sync  # Flower deployment and simulation, Ray cluster, torchrun, SIGK
 
 bench: sync
 	for b in benchmarks/bench_*.py; do $(RUN) python $$b || exit 1; done
+
+gpu-check:  # on a lent GPU machine, one call under 9 minutes: it installs what it needs itself
+	bash benchmarks/gpu_check.sh
+
+gpu-wheels:  # here, before a GPU call that reaches no registry: carry the .whl/ it fills
+	bash benchmarks/gpu_wheels.sh

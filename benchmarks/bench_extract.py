@@ -182,7 +182,8 @@ def profile() -> None:
                     if frame.index % config.detect_every == 0:
                         _largest_face(frame.bgr, config, CropCounts())
                     t2 = time.process_time()
-                    crop = crop_frame(frame.bgr, *map(int, box[frame.source_frame]), config.size)
+                    crop = crop_frame(frame.bgr, *map(int, box[frame.source_frame]),
+                                      config.crop_px)
                     t3 = time.process_time()
                     jpeg = encode_bgr(crop, config.jpeg_quality)
                     t4 = time.process_time()

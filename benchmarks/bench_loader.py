@@ -88,18 +88,18 @@ def per_piece(dataset: TrainingPairs, n: int = 320) -> dict[str, float]:
 
 
 def loader_rate(dataset: TrainingPairs, workers: int, batches: int, how: str = "workers",
-                device: str | None = None) -> float:
-    """Pairs/s over `batches` batches of 32 after two warm-up batches: through `iterate_pairs`
-    with the JPEGs decoded in the workers ("workers") or on `device` in the main process
-    ("device"), a plain DataLoader of float pairs ("float"), or of uint8 pairs left undecoded
-    ("uint8", what the training step would convert on the GPU)."""
+                device: str | None = None, batch_size: int = 32) -> float:
+    """Pairs/s over `batches` batches of `batch_size` after two warm-up batches: through
+    `iterate_pairs` with the JPEGs decoded in the workers ("workers") or on `device` in the
+    main process ("device"), a plain DataLoader of float pairs ("float"), or of uint8 pairs
+    left undecoded ("uint8", what the training step would convert on the GPU)."""
     if how in ("workers", "device"):
-        it = iterate_pairs(dataset, 32, workers, seed=0, device=device, decode=how)
+        it = iterate_pairs(dataset, batch_size, workers, seed=0, device=device, decode=how)
     else:
         if how == "uint8":
             dataset = copy.copy(dataset)
             dataset.raw = True
-        it = iter(DataLoader(dataset, batch_size=32, shuffle=True, num_workers=workers,
+        it = iter(DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                              generator=torch.Generator().manual_seed(0), drop_last=True))
     for _ in range(2):
         next(it)
@@ -110,7 +110,7 @@ def loader_rate(dataset: TrainingPairs, workers: int, batches: int, how: str = "
         torch.cuda.synchronize()
     del batch
     MAIN_CPU_MS[how, workers] = (time.process_time() - cpu) / batches * 1e3
-    return 32 * batches / (time.perf_counter() - started)
+    return batch_size * batches / (time.perf_counter() - started)
 
 
 # CPU ms the main process spent a batch (all its threads) in the last `loader_rate` run of each

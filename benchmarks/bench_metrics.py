@@ -74,7 +74,8 @@ def cpu_seconds() -> float:
 
 def demo_clips() -> list[np.ndarray]:
     """Four rendered demo clips of FRAMES frames, (T, 224, 224, 3) each."""
-    config = SynthesizeConfig(identities=4, clips_per_identity=1, seconds=FRAMES / 25, size=SIZE)
+    config = SynthesizeConfig(identities=4, clips_per_identity=1, seconds=FRAMES / 25,
+                              frame_px=SIZE)
     identities, plans = plan_dataset(config, seed=0)
     clips = []
     for plan in plans:

@@ -68,6 +68,11 @@ SECTIONS: dict[str, type] = {
     name: cls for name, cls in typing.get_type_hints(Params).items() if name != "seed"
 }
 
+# old name -> new: DVC's run cache leaves every params key named `size` or `nfiles`, at any
+# depth, out of a run's key (treeverse/dvc#10296), so another size would restore the cached run
+RENAMED = {"synthesize.size": "synthesize.frame_px", "extract.size": "extract.crop_px",
+           "prepare.size": "prepare.image_px"}
+
 
 # --- loading -------------------------------------------------------------------------------
 
@@ -112,6 +117,9 @@ def parse_section(name: str, raw: Any) -> Any:
     allowed = [f.name for f in dataclasses.fields(cls)]
     values = {}
     for key, value in raw.items():
+        if f"{name}.{key}" in RENAMED:
+            raise ConfigError(f"params key {name}.{key} was renamed {RENAMED[f'{name}.{key}']} "
+                              f"(DVC's run cache ignores keys named {key}, treeverse/dvc#10296)")
         if key not in allowed:
             raise ConfigError(f"unknown params key {name}.{key}; allowed: {', '.join(allowed)}")
         values[key] = _coerce(f"{name}.{key}", value, hints[key])

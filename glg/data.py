@@ -53,7 +53,7 @@ LandmarkGenerator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.T
 
 
 class Pair(NamedTuple):
-    """One source-driving pair; S = `prepare.size`, images in [-1, 1], landmarks in S pixels."""
+    """One source-driving pair; S = `prepare.image_px`, images in [-1, 1], landmarks in S pixels."""
 
     source: torch.Tensor  # (3, S, S) float32
     driving: torch.Tensor  # (3, S, S) float32

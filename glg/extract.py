@@ -1,7 +1,7 @@
 """The `extract` stage: every video under `data.videos` -> face crops in the frame store.
 
 Issue 2, part 5: each clip is decoded and sampled (glg/video.py), cropped to square face crops
-of `extract.size` px (glg/face_crop.py; 256, the size VoxCeleb1 and CelebV come in, paper
+of `extract.crop_px` px (glg/face_crop.py; 256, the size VoxCeleb1 and CelebV come in, paper
 Sec IV-A) and JPEG-encoded by worker processes (local or Ray actors: glg/engine.py), each into
 its own spool file; this process then moves the spool files in sorted path order into the frame
 store (format: glg/frames.py; its manifest's extract columns: `EXTRACT_COLUMNS`) and lists the

@@ -2,7 +2,7 @@
 
 Extract (and whatever must crop a clip exactly as extract does) feeds a clip's sampled frames,
 from any source, to `crop_clip` or `tracked_crops` and gets back each frame's crop of
-`extract.size` px (256, the size VoxCeleb1 and CelebV come in, paper Sec IV-A) and its box.
+`extract.crop_px` px (256, the size VoxCeleb1 and CelebV come in, paper Sec IV-A) and its box.
 A crop box is `(x0, y0, side)`: integers in source pixels, possibly past the image edge, where
 the crop is padded black; a source point p lands in the crop at
 `glg.landmarks.rescale_points(p - (x0, y0), side, size)` (glg/landmarks.py's pixel convention).
@@ -169,7 +169,7 @@ def tracked_crops(frames: Iterable[SampledFrame], config: ExtractConfig,
         frame = pending.popleft()
         box = crop_box(frame.index, keys, faces, last, config)
         return Crop(frame.source_frame, frame.timestamp, box,
-                    crop_frame(frame.bgr, *map(int, box), config.size))
+                    crop_frame(frame.bgr, *map(int, box), config.crop_px))
 
     for frame in frames:
         counts.n_sampled = frame.index + 1
@@ -211,7 +211,7 @@ def fixed_crops(frames: FrameSource, config: ExtractConfig,
     # pass 2 may decode fewer frames than pass 1 (a stream cut short): those are kept
     for frame in itertools.islice(frames(1), counts.n_sampled):
         yield Crop(frame.source_frame, frame.timestamp, box,
-                   crop_frame(frame.bgr, *map(int, box), config.size))
+                   crop_frame(frame.bgr, *map(int, box), config.crop_px))
 
 
 def _largest_face(bgr: np.ndarray, config: ExtractConfig,

@@ -56,10 +56,10 @@ def prepare(frames_dir: Path, annotations_dir: Path, out_dir: Path, config: Prep
     source = FrameStore(frames_dir)
     if not len(source):
         raise GlgError(f"{frames_dir}: the frame store holds no frames (run extract first)")
-    if config.size > source.frame_size():  # upsampled frames: bytes and time, nothing gained
-        raise GlgError(f"prepare.size: {config.size} px is larger than the frames of "
+    if config.image_px > source.frame_size():  # upsampled frames: bytes and time, nothing gained
+        raise GlgError(f"prepare.image_px: {config.image_px} px is larger than the frames of "
                        f"{frames_dir} ({source.frame_size()} px); expected at most that "
-                       "(raise extract.size for larger frames)")
+                       "(raise extract.crop_px for larger frames)")
     if test_videos and not unseen_only:  # a bad list fails before the earlier output goes
         check_test_videos(sorted(zip(source.clips["identity"], source.clips["video"])),
                           test_videos)
@@ -168,7 +168,7 @@ def store_frames(source: FrameStore, annotated: Iterable[tuple[str, str, pa.Tabl
     def jobs() -> Iterator[tuple]:
         for identity, video, table in annotated:
             frame, points, keep = select_frames(source, identity, video, table, side,
-                                                config.size, tally)
+                                                config.image_px, tally)
             if not keep.any():
                 continue
             if keep.sum() < config.min_frames:
@@ -247,10 +247,11 @@ def resized_jpegs(source: FrameStore, identity: str, video: str, frames: np.ndar
         if bgr.shape != (side, side, 3):
             raise GlgError(f"{source.dir}: frame {identity}/{video}#{frame} is {bgr.shape}, "
                            f"expected ({side}, {side}, 3) as the store's first frame")
-        if side == config.size:
+        if side == config.image_px:
             out.append(jpegs[frame].tobytes())
         else:
-            bgr = cv2.resize(bgr, (config.size, config.size), interpolation=cv2.INTER_AREA)
+            bgr = cv2.resize(bgr, (config.image_px, config.image_px),
+                             interpolation=cv2.INTER_AREA)
             out.append(encode_bgr(bgr, config.jpeg_quality))
     return out
 
@@ -323,10 +324,11 @@ def part_sizes(tally: Tally, config: PrepareConfig) -> dict:
     parts = {}
     for k, name in enumerate(PART_NAMES):
         margin = config.part_margin * mean[k].max()
-        width, height = (_round_up(v + margin, config.part_multiple, config.size) for v in mean[k])
+        width, height = (_round_up(v + margin, config.part_multiple, config.image_px)
+                         for v in mean[k])
         parts[name] = {"height": height, "width": width, "mean_height": round(float(mean[k, 1]), 4),
                        "mean_width": round(float(mean[k, 0]), 4)}
-    return {"size": config.size, "margin": config.part_margin, "multiple": config.part_multiple,
+    return {"size": config.image_px, "margin": config.part_margin, "multiple": config.part_multiple,
             "parts": parts}
 
 

@@ -1,6 +1,6 @@
 """The prepared-data format: what `prepare` writes to `data/prepared/` and the loader reads.
 
-- a frame store (format: `glg.frames`) of the usable frames at S = `prepare.size`, JPEG at
+- a frame store (format: `glg.frames`) of the usable frames at S = `prepare.image_px`, JPEG at
   `prepare.jpeg_quality`, clips in (identity, video) order: `shard-NNNNN.jpegs`,
   `locations.npy` (its `frame` column is the frame's index in data/frames and the annotations),
   `manifest.parquet`, `clips.parquet`; a frame's row in the store is its row everywhere below;

@@ -2,7 +2,7 @@
 
 The source (an image, or a video's first frame with a face) and every driving frame are cropped
 exactly as `extract` crops them (`glg.face_crop.crop_clip` under the params' `extract` section:
-the same detector, track and smoothing), annotated by the `annotate` backend at `extract.size`
+the same detector, track and smoothing), annotated by the `annotate` backend at `extract.crop_px`
 (the driving as one clip, so its AUs are read against its own neutral, as `annotate` reads a
 clip), then resized to the checkpoint's S as `prepare` resizes (INTER_AREA; landmarks by
 `glg.landmarks.rescale_points`). Pairs are assembled by `glg.data.guided_pair`, as the loader
@@ -162,8 +162,9 @@ def read_source(path: Path, config: ExtractConfig, backend: Backend, size: int) 
         rgb = cv2.cvtColor(crop.bgr, cv2.COLOR_BGR2RGB)
         result = backend.annotate_clip([(0, rgb)])
         if result.success[0]:
-            return Face(_resized(rgb, size), rescale_points(result.landmarks[0], config.size, size),
-                        result.embedding, crop.box, crop.source_frame)
+            landmarks = rescale_points(result.landmarks[0], config.crop_px, size)
+            return Face(_resized(rgb, size), landmarks, result.embedding, crop.box,
+                        crop.source_frame)
     raise GlgError(f"{path}: no face found in the source ({counts.n_sampled} frame(s) read)")
 
 
@@ -202,7 +203,7 @@ def read_driving(path: Path, config: ExtractConfig, backend: Backend, size: int,
     last_good = np.maximum.accumulate(np.where(good, np.arange(len(good)), -1))
     last_good[last_good < 0] = np.argmax(good)  # before the first face: the first good one
     at = last_good - counts.dropped  # rows of `result`
-    landmarks = rescale_points(result.landmarks[at], config.size, size)
+    landmarks = rescale_points(result.landmarks[at], config.crop_px, size)
     return Driving(images, landmarks, result.pose[at], result.au_presence[at],
                    int((~good).sum()), rate)
 

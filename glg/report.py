@@ -142,9 +142,11 @@ def not_reproduction(run: Run) -> list[str]:
     videos = run.params.get("data", {}).get("videos")
     if videos == DataConfig().videos:
         notes.append("data: the demo's synthetic faces, not VoxCeleb1 or CelebV")
-    size = run.params.get("prepare", {}).get("size", PrepareConfig().size)
-    if size != PAPER_SIZE:
-        notes.append(f"prepare.size {size} px (the paper: {PAPER_SIZE}, Sec III-A)")
+    prepare = run.params.get("prepare", {})
+    # experiments committed under the old name (glg.config.RENAMED) still report theirs
+    side = prepare.get("image_px", prepare.get("size", PrepareConfig().image_px))
+    if side != PAPER_SIZE:
+        notes.append(f"prepare.image_px {side} px (the paper: {PAPER_SIZE}, Sec III-A)")
     weights = train.get("perceptual_weights")
     if weights not in (None, "imagenet"):
         notes.append(f"perceptual loss on {weights} VGG19 weights (the paper: ImageNet)")

@@ -26,7 +26,7 @@ class SynthesizeConfig:
     clips_per_identity: int = 3  # clips per identity
     seconds: float = 3.0  # length of one clip, s
     fps: int = 25  # frames per second, as VoxCeleb1
-    size: int = 256  # frame side, px, as VoxCeleb1 and CelebV
+    frame_px: int = 256  # side of the rendered square video frame, px, as VoxCeleb1 and CelebV
     workers: int = 2  # processes rendering clips in parallel; the output does not depend on it
 
     def check(self) -> None:
@@ -35,14 +35,14 @@ class SynthesizeConfig:
                 self.clips_per_identity)
         require(self.seconds > 0, "synthesize.seconds", "a positive number", self.seconds)
         require(self.fps >= 1, "synthesize.fps", "an integer >= 1", self.fps)
-        require(self.size >= 64 and self.size % 2 == 0, "synthesize.size",
-                "an even integer >= 64", self.size)
+        require(self.frame_px >= 64 and self.frame_px % 2 == 0, "synthesize.frame_px",
+                "an even integer >= 64", self.frame_px)
         require(self.workers >= 1, "synthesize.workers", "an integer >= 1", self.workers)
 
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    size: int = 256  # side of the stored square crop, px (VoxCeleb1/CelebV come at 256)
+    crop_px: int = 256  # side of the stored square face crop, px (VoxCeleb1/CelebV come at 256)
     fps: float = 25.0  # target sampling rate, frames/s; a slower source keeps its own rate
     max_frames: int = 250  # frames kept per clip at most
     crop: Literal["smoothed", "fixed", "per_frame"] = "smoothed"  # crop-box policy over time
@@ -56,8 +56,8 @@ class ExtractConfig:
     shard_mb: float = 256.0  # a frame shard is closed once it holds this much JPEG data, MiB
 
     def check(self) -> None:
-        require(self.size > 0 and self.size % 2 == 0, "extract.size",
-                "a positive multiple of 2", self.size)
+        require(self.crop_px > 0 and self.crop_px % 2 == 0, "extract.crop_px",
+                "a positive multiple of 2", self.crop_px)
         require(self.fps > 0, "extract.fps", "a positive number", self.fps)
         require(self.max_frames >= 1, "extract.max_frames", "an integer >= 1", self.max_frames)
         require(self.crop_scale >= 1.0, "extract.crop_scale", "a number >= 1", self.crop_scale)
@@ -90,7 +90,7 @@ class AnnotateConfig:
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    size: int = 224  # network input side, px (Sec III-A: 224x224 images)
+    image_px: int = 224  # side of the networks' square input images, px (Sec III-A: 224x224)
     unseen_identities: int = 5  # identities never trained on (Sec IV-A: CelebV's five people)
     test_clips: int = 100  # self-reenactment test clips, unseen identities' first (Sec IV-A: 100)
     known_identities: int = 5  # known people scored in the known-identity scenario (Sec IV-A: 5)
@@ -112,8 +112,8 @@ class PrepareConfig:
     engine: Literal["local", "ray"] = "local"  # local process pool, or Ray (glg/engine.py)
 
     def check(self) -> None:
-        require(self.size >= 32 and self.size % 2 == 0, "prepare.size", "an even integer >= 32",
-                self.size)
+        require(self.image_px >= 32 and self.image_px % 2 == 0, "prepare.image_px",
+                "an even integer >= 32", self.image_px)
         for key in ("unseen_identities", "test_clips", "known_identities", "self_pairs",
                     "unseen_pairs", "known_pairs"):
             require(getattr(self, key) >= 0, f"prepare.{key}", "an integer >= 0",
@@ -181,6 +181,9 @@ class LossConfig:
     feature_matching: float = 1.0  # discriminator feature matching weight (Sec III-D)
     perceptual: float = 10.0  # VGG19 perceptual weight (Sec III-D)
     landmark_regression: float = 1.0  # the ViT's auxiliary landmark L1 (Sec III-A); weight chosen
+    # L1 of the source warped by the flow against the driving: not in the paper (0), whose flow
+    # learns only through the generator; a direct signal for the flow (docs/learning.md)
+    warp: float = 0.0
     vgg_weights: Literal["imagenet", "random"] = "imagenet"  # Sec III-D; random if offline, warned
 
     def check(self) -> None:

@@ -2,7 +2,7 @@
 
 Conventions, stated once for `glg.models`, `glg.losses` and the trainers:
 - images are `(B, 3, H, W)` float in [-1, 1], RGB; one-channel heatmaps `(B, 1, H, W)` in [0, 1];
-- landmarks are `(B, 68, 2)` (x, y) in pixels of the S x S network crop (S = `prepare.size`,
+- landmarks are `(B, 68, 2)` (x, y) in pixels of the S x S network crop (S = `prepare.image_px`,
   224 in the paper, Sec III-A), in `glg.landmarks`' pixel convention;
 - unit coordinates put the image's outer edges at -1 and 1, as `grid_sample` with
   `align_corners=False` reads them: `unit_from_pixels` and `pixels_from_unit` convert;
@@ -37,8 +37,8 @@ def flow_upsamplings(size: int) -> int:
     """How many x2 steps take the flow head's 7x7 map to `size` (= 7 * 2^k, Sec III-A)."""
     steps = (size // FLOW_MAP_SIDE).bit_length() - 1
     if size < 2 * FLOW_MAP_SIDE or FLOW_MAP_SIDE << steps != size:
-        raise GlgError(f"prepare.size must be 7 * 2^k (e.g. 224, Sec III-A) for the flow head, "
-                       f"got {size}")
+        raise GlgError(f"prepare.image_px must be 7 * 2^k (e.g. 224, Sec III-A) for the flow "
+                       f"head, got {size}")
     return steps
 
 

@@ -46,5 +46,5 @@ def panning_face(n: int, canvas=(320, 320), step: int = 2) -> tuple[list[np.ndar
 
 
 def small_config(**changes) -> ExtractConfig:
-    base = dict(size=64, fps=25.0, max_frames=250, detect_every=3, workers=1, jpeg_quality=90)
+    base = dict(crop_px=64, fps=25.0, max_frames=250, detect_every=3, workers=1, jpeg_quality=90)
     return ExtractConfig(**(base | changes))

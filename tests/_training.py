@@ -51,7 +51,7 @@ def prepared_data(root: Path, people: int = 4) -> tuple[Path, Path]:
          "embedding": rng.normal(size=128).astype(np.float32)}
         for i in range(people) for c in range(2)])
     prepare(frames, annotations, root / "prepared", PrepareConfig(
-        size=S, unseen_identities=2, test_clips=1, known_identities=2, self_pairs=6,
+        image_px=S, unseen_identities=2, test_clips=1, known_identities=2, self_pairs=6,
         unseen_pairs=4, known_pairs=4), seed=0)
     return root / "prepared", annotations
 

@@ -19,9 +19,10 @@ def test_committed_params_are_valid_and_complete():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"extract": {"size": -3}}, "extract.size must be a positive multiple of 2, got -3"),
-        ({"extract": {"size": 255}}, "extract.size must be a positive multiple of 2, got 255"),
-        ({"extract": {"sise": 256}}, "unknown params key extract.sise; allowed: size,"),
+        ({"extract": {"crop_px": -3}}, "extract.crop_px must be a positive multiple of 2, got -3"),
+        ({"extract": {"crop_px": 255}},
+         "extract.crop_px must be a positive multiple of 2, got 255"),
+        ({"extract": {"sise": 256}}, "unknown params key extract.sise; allowed: crop_px,"),
         ({"extrakt": {}}, "unknown params key 'extrakt'"),
         ({"model": {"backbone": "vgg"}}, "model.backbone must be one of vit, resnet, got 'vgg'"),
         ({"model": {"style": "yes"}}, "model.style must be true or false, got 'yes'"),
@@ -51,11 +52,24 @@ def test_ints_are_accepted_as_floats():
 
 def test_load_one_section(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("seed: 3\nextract:\n  size: 128\n")
-    assert load_params("extract", path).size == 128
+    path.write_text("seed: 3\nextract:\n  crop_px: 128\n")
+    assert load_params("extract", path).crop_px == 128
     assert load_params("seed", path) == 3
     with pytest.raises(ConfigError, match="unknown params section"):
         load_params("nope", path)
+
+
+@pytest.mark.parametrize(("old", "new"), [("synthesize.size", "synthesize.frame_px"),
+                                          ("extract.size", "extract.crop_px"),
+                                          ("prepare.size", "prepare.image_px")])
+def test_a_renamed_key_fails_naming_its_new_name(tmp_path, old, new):
+    section, key = old.split(".")
+    path = tmp_path / "params.yaml"
+    path.write_text(f"{section}:\n  {key}: 128\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(section, path)
+    assert str(err.value) == (f"params key {old} was renamed {new} (DVC's run cache ignores "
+                              "keys named size, treeverse/dvc#10296)")
 
 
 def test_broken_yaml_is_one_line(tmp_path):

@@ -29,7 +29,7 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     frames, annotations = write_dataset(root, identities=4, clips=2, frames=6, side=96)
     prepare(frames, annotations, root / "prepared", PrepareConfig(
-        size=S, unseen_identities=2, test_clips=2, self_pairs=20, unseen_pairs=10,
+        image_px=S, unseen_identities=2, test_clips=2, self_pairs=20, unseen_pairs=10,
         known_pairs=10), seed=0)
     return root / "prepared"
 
@@ -200,7 +200,7 @@ def photos(tmp_path_factory):
     frames, annotations = write_dataset(root, identities=3, clips=2, frames=6, side=96,
                                         photo=True)
     prepare(frames, annotations, root / "prepared", PrepareConfig(
-        size=S, unseen_identities=1, test_clips=1, self_pairs=4, unseen_pairs=0,
+        image_px=S, unseen_identities=1, test_clips=1, self_pairs=4, unseen_pairs=0,
         known_pairs=4), seed=0)
     return root / "prepared"
 
@@ -215,6 +215,7 @@ def test_the_torch_decode_path_gives_the_cpu_pairs(photos):
         assert_same_up_to_decoding(a, b, levels=1)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="nvjpeg needs a GPU")
 def test_nvjpeg_on_the_gpu_gives_the_cpu_pairs(photos):
     dataset = TrainingPairs(photos, seed=0)

@@ -57,9 +57,9 @@ def run_stages(videos: Path, work: Path, engine: str,
     the results of those that ran (each runs only if the one before succeeded)."""
     params = work / "params.yaml"
     params.write_text(yaml.safe_dump({
-        "extract": {"size": 192, "detect_every": 3, "workers": workers, "engine": engine},
+        "extract": {"crop_px": 192, "detect_every": 3, "workers": workers, "engine": engine},
         "annotate": {"workers": workers, "engine": engine},
-        "prepare": {"size": 64, "unseen_identities": 1, "test_clips": 1, "known_identities": 1,
+        "prepare": {"image_px": 64, "unseen_identities": 1, "test_clips": 1, "known_identities": 1,
                     "self_pairs": 4, "unseen_pairs": 4, "known_pairs": 4, "workers": workers,
                     "engine": engine}}))
     runs = [("extract", ["--videos", os.path.relpath(videos, work), "--out", "frames",

@@ -65,7 +65,7 @@ def faces_dataset(root: Path) -> Path:
     shutil.rmtree(frames)
     write_store(frames, clips)
     prepare(frames, annotations, root / "prepared", PrepareConfig(
-        size=S, unseen_identities=2, test_clips=1, known_identities=2, self_pairs=6,
+        image_px=S, unseen_identities=2, test_clips=1, known_identities=2, self_pairs=6,
         unseen_pairs=4, known_pairs=4), seed=0)
     return root / "prepared"
 

@@ -39,7 +39,7 @@ def face_on_canvas(width: int, height: int, scale: float = 1.0, x: int = 0, y: i
 
 
 def write_params(folder: Path, **changes) -> Path:
-    values = dict(size=64, max_frames=250, detect_every=2, workers=2, jpeg_quality=90) | changes
+    values = dict(crop_px=64, max_frames=250, detect_every=2, workers=2, jpeg_quality=90) | changes
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump({"seed": 0, "extract": values}))
     return path
@@ -298,7 +298,7 @@ def test_empty_or_missing_videos_folder_is_an_error(tmp_path):
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"size": -3}, "extract.size must be a positive multiple of 2, got -3"),
+    ({"crop_px": -3}, "extract.crop_px must be a positive multiple of 2, got -3"),
     ({"crop": "wobbly"}, "extract.crop must be one of smoothed, fixed, per_frame, got 'wobbly'"),
     ({"detect_size": 10}, "extract.detect_size must be an integer >= 80"),
     ({"shard_mb": 0}, "extract.shard_mb must be a positive number, got 0.0"),
@@ -318,7 +318,7 @@ def test_clips_stopped_at_max_frames_are_counted_in_the_closing_line(tmp_path):
     for max_frames, said in ((8, "13 frames from 2 of 2 clips (0 skipped, 1 stopped at "
                                  "extract.max_frames 8) in "),
                              (13, "17 frames from 2 of 2 clips (0 skipped) in ")):
-        params = write_params(tmp_path, size=96, max_frames=max_frames, workers=1)
+        params = write_params(tmp_path, crop_px=96, max_frames=max_frames, workers=1)
         result = run_stage(tmp_path / "videos", tmp_path / "frames", params)
         assert result.exit_code == 0, result.output
         assert said in result.output
@@ -329,7 +329,7 @@ def test_real_clips_faces_found_and_crop_stable(real_clips, tmp_path):
     for name in ["d0.mp4", "d3.mp4"]:  # a flat folder: each file is its own identity
         (videos / name).parent.mkdir(exist_ok=True)
         shutil.copy(real_clips / name, videos / name)
-    params = write_params(tmp_path, size=128, max_frames=40, detect_every=5, crop="smoothed")
+    params = write_params(tmp_path, crop_px=128, max_frames=40, detect_every=5, crop="smoothed")
     result = run_stage(videos, tmp_path / "frames", params)
     assert result.exit_code == 0, result.output
     assert skipped_rows(tmp_path / "frames") == {}
@@ -354,7 +354,7 @@ def test_demo_clips_ground_truth_lands_on_the_stored_face(tmp_path):
     truth = synthesize(tmp_path / "videos", SynthesizeConfig(identities=1, clips_per_identity=1,
                                                              seconds=1.0, workers=1), seed=0)
     assert (tmp_path / "videos" / "ground_truth.parquet").is_file()  # not a video: ignored
-    params = write_params(tmp_path, size=128, detect_every=5, workers=1)
+    params = write_params(tmp_path, crop_px=128, detect_every=5, workers=1)
     result = run_stage(tmp_path / "videos", tmp_path / "frames", params)
     assert result.exit_code == 0, result.output
     manifest = read_manifest(tmp_path / "frames")

@@ -114,7 +114,7 @@ class Loopback:
         with `federated`'s changes, writing under `out`."""
         params = write_params(out / "params.yaml", train={"mode": "federated"},
                               federated=federated)
-        config = (f'params="{params}" size={PreparedFrames(self.prepared).size} '
+        config = (f'params="{params}" image_px={PreparedFrames(self.prepared).size} '
                   f'prepared="{self.prepared}" '
                   f'out="{out / "reenact"}" checkpoints="{out / "checkpoints"}" '
                   f'metrics="{out / "metrics"}"')

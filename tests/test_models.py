@@ -84,7 +84,7 @@ def test_parameter_counts_match_the_paper(resnet_features):
 
 
 def test_size_must_suit_the_flow_head():
-    with pytest.raises(GlgError, match="prepare.size"):
+    with pytest.raises(GlgError, match="prepare.image_px"):
         FlowEstimator(tiny(), 100)
 
 
@@ -269,7 +269,7 @@ def test_the_facade_runs_on_a_batch_of_the_prepare_loader(tmp_path):
     every field of it between them."""
     frames, annotations = write_dataset(tmp_path, identities=4, clips=2, frames=6, side=96)
     prepare(frames, annotations, tmp_path / "prepared",
-            PrepareConfig(size=S, unseen_identities=1, test_clips=1, known_identities=3,
+            PrepareConfig(image_px=S, unseen_identities=1, test_clips=1, known_identities=3,
                           self_pairs=4, unseen_pairs=0, known_pairs=4), seed=0)
     pairs = TrainingPairs(tmp_path / "prepared", seed=0, landmark_mode="lst")
     batch = next(iterate_pairs(pairs, batch_size=2, workers=0, seed=0))

@@ -6,7 +6,7 @@ import torch
 
 from glg.errors import GlgError
 from glg.mean_face import MEAN_FACE_3D
-from glg.models.parts import crop_parts
+from glg.models.parts import crop_parts, paste_parts
 from glg.parts import PART_NAMES, PART_POINTS, crop_origin, crop_part, part_boxes
 
 S = 224
@@ -68,3 +68,15 @@ def test_torch_crops_are_the_loaders_numpy_crops_pixel_for_pixel():
         for b in range(16):
             expected = crop_part(image, centres[b, k], height, width)
             np.testing.assert_array_equal(as_uint8[b], expected, err_msg=f"{centres[b, k]}")
+
+
+def test_crops_and_pasting_never_read_the_centres_back_to_the_host():
+    """Traced whole by torch.compile's front end: no host read, so a GPU step never waits on
+    them and a compiled G is one graph."""
+    image, centres = torch.rand(3, 3, S, S), torch.from_numpy(fractional_centres(12)).float()
+
+    def crop_and_paste(image, centres):
+        return paste_parts(crop_parts(image, centres, SIZES), centres, S)
+
+    explained = torch._dynamo.explain(crop_and_paste)(image, centres.view(3, 4, 2))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)

@@ -21,7 +21,7 @@ from glg.prepare import prepare
 from glg.prepared import IDENTITIES, PAIRS, PARTS, SUMMARY, read_identities
 from stages.prepare import app
 
-CONFIG = PrepareConfig(size=32, unseen_identities=2, test_clips=3, known_identities=5,
+CONFIG = PrepareConfig(image_px=32, unseen_identities=2, test_clips=3, known_identities=5,
                        self_pairs=40, unseen_pairs=30, known_pairs=20, part_margin=0.25,
                        part_multiple=4, shard_mb=2e-3)
 
@@ -234,7 +234,7 @@ def test_small_data_clamp_with_notes(prepared):
 def test_demo_sized_data_has_every_scenario(tmp_path):
     frames, annotations = write_dataset(tmp_path, identities=6, clips=3, frames=6, side=32)
     summary = prepare(frames, annotations, tmp_path / "out", PrepareConfig(
-        size=32, unseen_identities=2), seed=0)
+        image_px=32, unseen_identities=2), seed=0)
     assert all(summary["pairs"][s] > 0 for s in ("self", "unseen", "known"))
     assert summary["identities"] == {"known": 4, "unseen": 2}
 
@@ -290,24 +290,24 @@ def test_missing_frames_in_the_store_are_skipped(tmp_path):
 def test_stage_runs_and_rejects_a_bad_param(tmp_path):
     frames, annotations = write_dataset(tmp_path, identities=4, clips=2, frames=4, side=32)
     params = tmp_path / "params.yaml"
-    params.write_text("seed: 0\nprepare:\n  size: 32\n  unseen_identities: 2\n")
+    params.write_text("seed: 0\nprepare:\n  image_px: 32\n  unseen_identities: 2\n")
     args = ["--frames", str(frames), "--annotations", str(annotations),
             "--out", str(tmp_path / "out"), "--params", str(params)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "pairs self" in result.output
     assert json.loads((tmp_path / "out" / SUMMARY).read_text())["identities"]["unseen"] == 2
-    params.write_text("seed: 0\nprepare:\n  size: 33\n")
+    params.write_text("seed: 0\nprepare:\n  image_px: 33\n")
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
-    assert "error: prepare.size must be an even integer >= 32, got 33" in result.output
+    assert "error: prepare.image_px must be an even integer >= 32, got 33" in result.output
     before = {p.name: p.read_bytes() for p in sorted((tmp_path / "out").iterdir())}
-    params.write_text("seed: 0\nprepare:\n  size: 34\n")  # past the stored 32 px frames
+    params.write_text("seed: 0\nprepare:\n  image_px: 34\n")  # past the stored 32 px frames
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
-    assert result.output == (f"error: prepare.size: 34 px is larger than the frames of {frames} "
-                             "(32 px); expected at most that (raise extract.size for larger "
-                             "frames)\n")
+    assert result.output == (f"error: prepare.image_px: 34 px is larger than the frames of "
+                             f"{frames} (32 px); expected at most that (raise extract.crop_px "
+                             "for larger frames)\n")
     assert {p.name: p.read_bytes() for p in sorted((tmp_path / "out").iterdir())} == before
 
 
@@ -316,7 +316,7 @@ def test_stage_runs_and_rejects_a_bad_param(tmp_path):
 
 def run_prepare(tmp_path, frames, annotations, prepare_params: str, *extra: str):
     params = tmp_path / "params.yaml"
-    params.write_text("seed: 0\nprepare:\n  size: 32\n" + prepare_params)
+    params.write_text("seed: 0\nprepare:\n  image_px: 32\n" + prepare_params)
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["--frames", str(frames), "--annotations", str(annotations),
                                       "--out", str(out), "--params", str(params), *extra])

@@ -75,7 +75,7 @@ def setup(tmp_path_factory):
                   parse_section("loss", LOSS), parse_section("train", TRAIN), say=lambda _: None)
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump({
-        "extract": {"size": 160, "detect_every": 3},  # dlib finds faces of 80 px and up
+        "extract": {"crop_px": 160, "detect_every": 3},  # dlib finds faces of 80 px and up
         "annotate": {"backend": "dlib", "redetect_every": 10}}))
     source = root / "source.png"
     cv2.imwrite(str(source), cv2.cvtColor(FACE_WINDOW, cv2.COLOR_RGB2BGR))

@@ -36,7 +36,7 @@ def revision(rev, name, model, steps, evaluation=EVALUATION, mode="central"):
                    "steps": steps, "perceptual_weights": "random"}},
                "metrics/train_lgan/metrics.json": {"data": {"steps": 2000}}}
     params = {"params.yaml": {"data": {
-        "data": {"videos": "data/synthetic"}, "prepare": {"size": 112},
+        "data": {"videos": "data/synthetic"}, "prepare": {"image_px": 112},
         "model": model, "train": {"steps": steps, "mode": mode}}}}
     return {"rev": rev, "name": name, "data": {"rev": rev, "timestamp": None, "params": params,
                                                "metrics": metrics, "deps": {}, "outs": {},
@@ -93,7 +93,7 @@ def test_demo_runs_say_they_are_no_reproduction_and_what_they_used(tmp_path, exp
     report = report_of(tmp_path, exp_json)
     assert "> **main: not a reproduction of the paper.** demo-length run: the reenactor trained " \
            "100 steps (our full schedule: 100,000)" in report
-    for reason in ("synthetic faces", "prepare.size 112 px", "random VGG19 weights",
+    for reason in ("synthetic faces", "prepare.image_px 112 px", "random VGG19 weights",
                    "CSIM by the dlib embedder", "LGAN trained 2,000 steps"):
         assert reason in report
     assert "| main | aaaaaaa | ResNet+LGAN+Style | central | 100 / 2,000 | random | " \

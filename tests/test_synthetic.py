@@ -275,7 +275,7 @@ def test_stage_writes_a_tiny_dataset(tmp_path):
 
 
 @pytest.mark.parametrize(("section", "message"), [
-    ({"size": 255}, "synthesize.size must be an even integer >= 64, got 255"),
+    ({"frame_px": 255}, "synthesize.frame_px must be an even integer >= 64, got 255"),
     ({"identities": 0}, "synthesize.identities must be an integer >= 1, got 0"),
     ({"seconds": -1}, "synthesize.seconds must be a positive number, got -1.0"),
     ({"workers": 0}, "synthesize.workers must be an integer >= 1, got 0"),

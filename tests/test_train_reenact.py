@@ -14,12 +14,14 @@ import time
 import pytest
 import torch
 import torch.multiprocessing as mp
-from _training import (ROOT, logged_steps, prepared_with_lgan, read_tsv, reenact_args,
+from _training import (ROOT, S, logged_steps, prepared_with_lgan, read_tsv, reenact_args,
                        train_in_process, write_params)
 from typer.testing import CliRunner
 
 from glg import losses
 from glg.checkpoint import checkpoints, digest
+from glg.config import PrepareConfig
+from glg.prepare import prepare
 from glg.weights import load_reenactor
 from stages.train_reenact import app
 
@@ -147,6 +149,23 @@ def test_fewer_steps_than_the_checkpoints_keep_their_own_and_the_longer_runs(tmp
                                                            train={"steps": 4}).output
 
 
+def test_other_pixels_alone_start_fresh(tmp_path, data):
+    """The same frames and annotations prepared at another JPEG quality: every landmark, split
+    and pair equal, only the pixels differ; DVC re-runs the stage and it must not resume."""
+    prepared, lgan = data
+    assert run(tmp_path, data, train={"steps": 2}).exit_code == 0
+    root = prepared.parent
+    config = PrepareConfig(image_px=S, unseen_identities=2, test_clips=1, known_identities=2,
+                           self_pairs=6, unseen_pairs=4, known_pairs=4, jpeg_quality=60)
+    prepare(root / "frames", root / "annotations", tmp_path / "prepared", config, seed=0)
+    for name in ("landmarks.npy", "pairs.parquet", "split.npy"):
+        assert (tmp_path / "prepared" / name).read_bytes() == (prepared / name).read_bytes()
+    result = run(tmp_path, (tmp_path / "prepared", lgan), train={"steps": 2})
+    assert result.exit_code == 0, result.output
+    assert "inputs.prepared" in result.output and "starting fresh" in result.output
+    assert "resuming" not in result.output
+
+
 def test_a_checkpoint_under_other_params_is_not_resumed(tmp_path, data):
     assert run(tmp_path, data, train={"steps": 2}).exit_code == 0
     result = run(tmp_path, data, train={"steps": 2}, model={"style": False})
@@ -191,6 +210,7 @@ def test_two_gloo_processes_hold_identical_weights(tmp_path, data):
     assert summary["world"] == 2
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_trains_in_bf16(tmp_path, data):
     result = run(tmp_path, data, train={"steps": 2, "device": "cuda", "compile": True})

@@ -22,7 +22,9 @@ def test_a_landmark_in_pixels_samples_its_own_pixel():
     points = torch.tensor([[0.0, 0.0], [3.0, 7.0], [11.0, 5.0], [11.0, 11.0]])  # (x, y)
     grid = unit_from_pixels(points, size).view(1, 1, -1, 2)
     sampled = F.grid_sample(image, grid, mode="bilinear", align_corners=ALIGN_CORNERS)
-    assert sampled.flatten().tolist() == [y * size + x for x, y in points.int().tolist()]
+    # grid_sample's float path rounds the coordinates (3 px -> 3.0000002); neighbours differ by >= 1
+    torch.testing.assert_close(sampled.flatten(), torch.tensor(
+        [float(y * size + x) for x, y in points.int().tolist()]), rtol=0, atol=1e-4)
     torch.testing.assert_close(pixels_from_unit(unit_from_pixels(points, size), size), points)
 
 
@@ -46,7 +48,9 @@ def test_known_shift_comes_back_shifted():
     out = warp(image, pixel_shift_flow(3, -2, 20, 30))
     # out(x, y) = in(x + 3, y - 2) wherever that lies inside the image
     assert torch.allclose(out[..., 2:, :-3], image[..., :-2, 3:], atol=1e-5)
-    assert torch.all(out[..., :2, :] == 0) and torch.all(out[..., :, -3:] == 0)
+    # outside: samples land a rounding error (affine_grid, grid_sample) beyond the border pixels
+    for outside in (out[..., :2, :], out[..., :, -3:]):
+        torch.testing.assert_close(outside, torch.zeros_like(outside), rtol=0, atol=1e-5)
 
 
 def test_shift_at_a_coarser_resolution_keeps_its_unit_size():
@@ -76,5 +80,5 @@ def test_the_flow_head_doubles_7x7_up_to_the_crop(size):
 
 @pytest.mark.parametrize("size", [0, 7, 100, 225])
 def test_other_crop_sizes_are_refused(size):
-    with pytest.raises(GlgError, match="prepare.size"):
+    with pytest.raises(GlgError, match="prepare.image_px"):
         flow_upsamplings(size)

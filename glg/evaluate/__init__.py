@@ -83,7 +83,7 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
             pairs = EvaluationPairs(folder, scenario, mode, lgan if name == "main" else None)
             if pairs.frames.size != model.size:
                 raise GlgError(f"{folder}: frames are {pairs.frames.size} px but the reenactor "
-                               f"was trained at {model.size} px (prepare.size)")
+                               f"was trained at {model.size} px (prepare.image_px)")
             reader = reader or FaceReader(annotator, embedder, clip_neutrals_of(pairs.frames),
                                           str(device))
             indices = subset(len(pairs), config.pairs)

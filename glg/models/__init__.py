@@ -64,7 +64,7 @@ class Reenactor(nn.Module):
 
 
 def build_model(config: ModelConfig, *, size: int) -> Reenactor:
-    """The variant `config` names, for S x S crops (S = prepare.size)."""
+    """The variant `config` names, for S x S crops (S = prepare.image_px)."""
     return Reenactor(config, size=size)
 
 

@@ -74,7 +74,7 @@ class ViTFeatures(nn.Module):
         super().__init__()
         patch, dim = config.vit_patch, config.vit_dim
         if size % patch:
-            raise GlgError(f"model.vit_patch must divide prepare.size ({size}), got {patch}")
+            raise GlgError(f"model.vit_patch must divide prepare.image_px ({size}), got {patch}")
         self.size, self.patch, self.luma = size, patch, config.vit_patch_input == "luma"
         channels = 1 if self.luma else 3
         patches = (size // patch) ** 2  # 256 at 224 (Sec III-A)

@@ -62,7 +62,7 @@ def synthesize(out: Path, config: SynthesizeConfig, seed: int) -> pd.DataFrame:
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     jobs = [(identities[p.identity], p, partial / identities[p.identity].name / f"{p.name}.mp4",
-             config.size, config.fps) for p in plans]
+             config.frame_px, config.fps) for p in plans]
     if config.workers > 1 and len(jobs) > 1:
         workers = min(config.workers, len(jobs))
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:

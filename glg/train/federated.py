@@ -34,7 +34,7 @@ from glg.config import (FederatedConfig, LossConfig, ModelConfig, TrainConfig, p
 from glg.data import PreparedFrames, TrainingPairs, iterate_pairs
 from glg.errors import GlgError
 from glg.train.reenact_step import Networks, build_networks, build_perceptual, train_step
-from glg.train.runtime import Trained, adam, open_live, start_runtime
+from glg.train.runtime import FiniteWatch, Trained, adam, open_live, start_runtime
 from glg.weights import load_landmark_generator, save_reenactor
 
 VARIANCE_ROUNDS = 5  # Var(L_G) "from the last 5 rounds" (thesis 3.6.2)
@@ -249,11 +249,14 @@ def local_round(content: RecordDict, prepared_dir: Path, lgan_dir: Path,
                             start=(round_ - 1) * fed.local_steps)
     frames = setup.dataset.frames
     sum_g = sum_d = 0.0
+    finite = FiniteWatch()  # read once, after the local steps: no host sync per step
     for step in range(fed.local_steps):
         values = train_step(nets, next(batches), loss_config, frames.part_sizes, frames.size,
-                            setup.runtime, step)
-        sum_d += float(values.pop("discriminator"))
-        sum_g += float(sum(values.values()))
+                            setup.runtime, step, finite=finite)
+        sum_d += values.pop("discriminator").double()  # float64 sums, as Python's floats were
+        sum_g += sum(values.values()).double()
+    finite.check()
+    sum_g, sum_d = float(sum_g), float(sum_d)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return RecordDict({
         "model": ArrayRecord({k: v.cpu() for k, v in nets.model.state_dict().items()}),

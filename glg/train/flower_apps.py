@@ -3,7 +3,7 @@ engine, which `train_reenact` uses under `train.mode: federated`.
 
 `server_app` and `client_app` are the same apps for a deployment (README: `flower-superlink`,
 one `flower-supernode` per person, `flwr run flower/`): the ServerApp reads its settings from
-the run config (`params`, `size`, `out`, `checkpoints`, `metrics`), a ClientApp its data from
+the run config (`params`, `image_px`, `out`, `checkpoints`, `metrics`), a ClientApp its data from
 its SuperNode's node config (`prepared`, `lgan`, `partition-id`: which of the prepared folder's
 training identities it is). In the simulation each virtual SuperNode's `partition-id` is its
 index, and the data folders are the stage's.
@@ -102,14 +102,14 @@ def train_federated(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoin
 
 def _job_from_run_config(run_config) -> Job:
     """A deployment's job: params file and output paths from the run config."""
-    missing = [k for k in ("params", "size", "prepared", "out", "checkpoints", "metrics")
+    missing = [k for k in ("params", "image_px", "prepared", "out", "checkpoints", "metrics")
                if k not in run_config]
     if missing:
         raise GlgError(f"the run config lacks {', '.join(missing)} (flwr run --run-config)")
     params = Path(str(run_config["params"]))
     return Job(load_params("model", params), load_params("loss", params),
                load_params("train", params), load_params("federated", params),
-               int(run_config["size"]), Path(str(run_config["out"])),
+               int(run_config["image_px"]), Path(str(run_config["out"])),
                Path(str(run_config["checkpoints"])), Path(str(run_config["metrics"])),
                {"code": code_digest()}, Path(str(run_config["prepared"])))
 

@@ -26,8 +26,8 @@ from glg.data import EvaluationPairs, Pair, TrainingPairs, iterate_pairs, pairs_
 from glg.models import Reenactment
 from glg.train.reenact_step import (Networks, build_networks, build_perceptual, input_digests,
                                    train_step)
-from glg.train.runtime import (Runtime, StepTimer, Trained, adam, autocast, distribute,
-                               open_live, start_runtime, stop_runtime)
+from glg.train.runtime import (FiniteWatch, Runtime, StepTimer, Trained, adam, autocast,
+                               distribute, open_live, start_runtime, stop_runtime)
 from glg.variants import variant_name
 from glg.warp import warp
 from glg.weights import load_landmark_generator, save_reenactor
@@ -153,13 +153,18 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
             config.keep_checkpoints)
 
     timer, started, window = StepTimer(), time.perf_counter(), time.perf_counter()
+    finite = FiniteWatch()  # read back where the loop reads anything: no host sync per step
     seconds_before = history.get("train_seconds", 0.0)  # spent by the runs this one resumes
     done = logged = start
     for step in range(start, config.steps):
         with timer("loader"):
             batch = next(batches)
-        values = train_step(nets, batch, loss_config, part_sizes, size, runtime, step, timer)
+        values = train_step(nets, batch, loss_config, part_sizes, size, runtime, step, timer,
+                            finite)
         done = step + 1
+        if done == config.steps or any(done % every == 0 for every in (
+                config.log_every, config.sample_every, config.checkpoint_every)):
+            finite.check()  # every process: each stops on its own non-finite terms
         if not runtime.main:
             continue
         if done % config.log_every == 0 or done == config.steps:

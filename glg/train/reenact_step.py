@@ -14,8 +14,9 @@ from glg.checkpoint import digest
 from glg.config import LossConfig, ModelConfig
 from glg.data import Pair, PreparedFrames
 from glg.models import Reenactment, build_discriminator, build_model, crop_parts
-from glg.train.runtime import (Runtime, StepTimer, autocast, check_finite, code_digest,
+from glg.train.runtime import (FiniteWatch, Runtime, StepTimer, autocast, code_digest,
                                prepared_digest, unwrapped)
+from glg.warp import warp
 
 
 class Networks(NamedTuple):
@@ -57,9 +58,12 @@ def input_digests(frames: PreparedFrames, lgan: nn.Module | None) -> dict[str, s
 
 def train_step(nets: Networks, batch: Pair, loss_config: LossConfig,
                part_sizes: tuple[tuple[int, int], ...], size: int, runtime: Runtime, step: int,
-               timer: StepTimer | None = None) -> dict[str, torch.Tensor]:
+               timer: StepTimer | None = None,
+               finite: FiniteWatch | None = None) -> dict[str, torch.Tensor]:
     """One update of D (driving real, reenacted fake; Eq. 3.7), then of G (Eq. 3.5); returns
-    the detached weighted loss terms. Stops on a NaN or infinite term before applying it.
+    the detached weighted loss terms. A NaN or infinite term is never applied: without
+    `finite` the step stops on it at once (a host sync); with it, the updates from then on
+    are skipped on the device and `finite.check()` stops the run (the trainers' log steps).
 
     D first is our order, shared by central and federated training (one forward of G serves
     both updates): the thesis's Algorithm 1 (lines 6-7) writes G's step before D's, and the
@@ -67,17 +71,18 @@ def train_step(nets: Networks, batch: Pair, loss_config: LossConfig,
     in whether G's first step meets an updated D.
     """
     timer = timer or StepTimer()
+    watch = finite or FiniteWatch()
     with timer("forward"), autocast(runtime):
         out = nets.model(batch)
         judged = nets.discriminator(torch.cat([batch.driving, out.image.detach()]))
         real_logits, fake_logits = judged.logits.float().chunk(2)
         loss_d = losses.discriminator_loss(real_logits, fake_logits)
-    check_finite(step, {"discriminator": loss_d})
+    watch.watch(step, {"discriminator": loss_d})
     with timer("backward"):
         nets.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
     with timer("optimizer"):
-        nets.opt_d.step()
+        watch.step(nets.opt_d)
 
     judge = unwrapped(nets.discriminator)  # G's step goes around DDP: D is not updated by it
     judge.requires_grad_(False)
@@ -86,21 +91,26 @@ def train_step(nets: Networks, batch: Pair, loss_config: LossConfig,
         with torch.no_grad():
             real = judge(batch.driving)
         terms = losses.weighted(generator_terms(out, batch, fake, real, nets.vgg, part_sizes,
-                                                size), loss_config)
-    check_finite(step, terms)
+                                                size, loss_config.warp > 0), loss_config)
+    watch.watch(step, terms)
     with timer("backward"):
         nets.opt_g.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
     judge.requires_grad_(True)
     with timer("optimizer"):
-        nets.opt_g.step()
+        watch.step(nets.opt_g)
+    if finite is None:
+        watch.check()
     return {"discriminator": loss_d.detach(), **{k: v.detach() for k, v in terms.items()}}
 
 
 def generator_terms(out: Reenactment, batch: Pair, fake, real, vgg: losses.VggFeatures | None,
-                    part_sizes: tuple[tuple[int, int], ...], size: int) -> dict[str, torch.Tensor]:
+                    part_sizes: tuple[tuple[int, int], ...], size: int,
+                    warped_source: bool = False) -> dict[str, torch.Tensor]:
     """The reenactor's loss terms (Sec III-D), unweighted, in fp32. The parts L1 compares each
-    re-enacted part with the driving where I_p places it (the reenacted landmarks' centres)."""
+    re-enacted part with the driving where I_p places it (the reenacted landmarks' centres);
+    `warped_source` adds the L1 of the source warped by the flow against the driving
+    (`loss.warp`, not in the paper)."""
     image = out.image.float()
     terms = {
         "l1": losses.l1(image, batch.driving),
@@ -112,6 +122,8 @@ def generator_terms(out: Reenactment, batch: Pair, fake, real, vgg: losses.VggFe
     }
     if vgg is not None:
         terms["perceptual"] = losses.perceptual(vgg, image, batch.driving)
+    if warped_source and out.flow is not None:
+        terms["warp"] = losses.l1(warp(batch.source, out.flow.float()), batch.driving)
     if out.driving_landmarks is not None:  # the ViT's auxiliary landmark regression (Sec III-A)
         terms["landmark_regression"] = 0.5 * (
             losses.landmark_regression(out.source_landmarks.float(), batch.source_landmarks, size)
