@@ -19,7 +19,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glg.config import DataConfig, LganConfig, PrepareConfig, TrainConfig, parse_section
+from glg.config import (DataConfig, LganConfig, LossConfig, ModelConfig, PrepareConfig,
+                        TrainConfig, parse_section)
 from glg.errors import ConfigError, GlgError
 from glg.paper_tables import HIGHER_IS_BETTER, TABLES, PaperTable, paper_value
 from glg.variants import variant_name
@@ -127,6 +128,10 @@ def _run(entry: dict, name: str) -> Run:
     return run
 
 
+# Params whose demo values depart from the paper's recipe (glg/sections.py has the paper's).
+RECIPE_CHOICES = {"model": ("output", "generator_channels"), "loss": ("warp",)}
+
+
 def not_reproduction(run: Run) -> list[str]:
     """Why a run's numbers are not the paper's protocol, each a short sentence; empty: none."""
     notes = []
@@ -147,6 +152,13 @@ def not_reproduction(run: Run) -> list[str]:
     side = prepare.get("image_px", prepare.get("size", PrepareConfig().image_px))
     if side != PAPER_SIZE:
         notes.append(f"prepare.image_px {side} px (the paper: {PAPER_SIZE}, Sec III-A)")
+    # the recipe's choices that are not the paper's (each keeps the paper's value as default)
+    for section, defaults in (("model", ModelConfig()), ("loss", LossConfig())):
+        for key in RECIPE_CHOICES[section]:
+            value = run.params.get(section, {}).get(key, getattr(defaults, key))
+            if value != getattr(defaults, key):
+                notes.append(f"{section}.{key} {value}, not the full model's "
+                             f"{getattr(defaults, key)} (docs/learning.md)")
     weights = train.get("perceptual_weights")
     if weights not in (None, "imagenet"):
         notes.append(f"perceptual loss on {weights} VGG19 weights (the paper: ImageNet)")

@@ -142,6 +142,9 @@ class ModelConfig:
     landmark_mode: Literal["driving", "lst", "lgan"] = "lgan"
     style: bool = True  # style transfer branch (Sec III-C-1)
     flow: bool = True  # optical-flow warping; false gives Table V's "Style" baseline
+    # generated: the generator draws the whole image (Sec III-C); residual: the source warped by
+    # the flow plus the generator's correction, zero at the start (not in the paper)
+    output: Literal["generated", "residual"] = "generated"
     resnet_weights: Literal["none", "imagenet"] = "none"  # ResNet-34 init; the paper is silent
     vit_patch_input: Literal["luma", "rgb"] = "luma"  # patch = 196 = 14x14x1 values (thesis 3.1)
     vit_patch: int = 14  # patch side, px (Sec III-A: 256 patches of 14x14 in 224x224)

@@ -20,6 +20,7 @@ from glg.models.parts import PartReenactor
 from glg.models.style import ModulatedConv2d
 from glg.prepare import prepare
 from glg.variants import VARIANTS, variant_config
+from glg.warp import warp
 
 S = 56  # 7 * 2^3: the smallest crop the flow head and 14-px patches both allow
 PART_SIZES = [(10, 14), (10, 14), (13, 12), (12, 21)]  # odd sizes on purpose
@@ -129,6 +130,24 @@ def test_generator_shapes(style):
               torch.zeros(2, 1, S, S))
     assert out.shape == (2, 3, S, S)
     assert gen.encode_source(torch.zeros(1, 3, 224, 224)).shape[-2:] == (58, 58)
+
+
+def test_the_residual_output_starts_as_the_warped_source_then_learns_a_correction():
+    torch.manual_seed(0)
+    gen = ImageGenerator(tiny(output="residual"), S)
+    source = torch.rand(2, 3, S, S) * 2 - 1
+    shift = torch.zeros(2, 2, S, S)
+    shift[:, 0] = 4 / S  # two pixels to the right, in units (glg.warp)
+    inputs = (torch.zeros(2, 3, S, S), torch.rand(2, 1, S, S))
+    torch.testing.assert_close(gen(source, shift, *inputs), warp(source, shift).clamp(-1, 1))
+    target = (warp(source, shift) + 0.3).clamp(-1, 1)  # a correction the generator can make
+    optimizer = torch.optim.Adam(gen.parameters(), lr=1e-2)
+    first = losses.l1(gen(source, shift, *inputs), target).item()
+    for _ in range(5):
+        optimizer.zero_grad()
+        losses.l1(gen(source, shift, *inputs), target).backward()
+        optimizer.step()
+    assert losses.l1(gen(source, shift, *inputs), target).item() < 0.7 * first
 
 
 def test_modulated_conv_with_unit_styles_and_no_demodulation_is_a_conv():

@@ -48,7 +48,7 @@ FULL = {"backbone": "resnet", "landmark_mode": "lgan", "style": True, "flow": Tr
 
 @pytest.fixture
 def exp_json(tmp_path):
-    main = revision("a" * 40, "main", FULL, 100)
+    main = revision("a" * 40, "main", FULL | {"output": "residual", "generator_channels": 32}, 100)
     vit = revision("b" * 40, "vit-exp", FULL | {"backbone": "vit"}, 100)
     federated = revision("c" * 40, "fed", FULL, 100, mode="federated")
     main["experiments"] = [{"revs": [vit], "executor": None, "name": "vit-exp"},
@@ -94,8 +94,11 @@ def test_demo_runs_say_they_are_no_reproduction_and_what_they_used(tmp_path, exp
     assert "> **main: not a reproduction of the paper.** demo-length run: the reenactor trained " \
            "100 steps (our full schedule: 100,000)" in report
     for reason in ("synthetic faces", "prepare.image_px 112 px", "random VGG19 weights",
-                   "CSIM by the dlib embedder", "LGAN trained 2,000 steps"):
+                   "CSIM by the dlib embedder", "LGAN trained 2,000 steps",
+                   "model.output residual, not the full model's generated",
+                   "model.generator_channels 32, not the full model's 64"):
         assert reason in report
+    assert "vit-exp: not a reproduction" in report and "loss.warp" not in report
     assert "| main | aaaaaaa | ResNet+LGAN+Style | central | 100 / 2,000 | random | " \
            "embedder: dlib, annotator: dlib, aus: 14 |" in report
     assert "- old (ddddddd): left out, DVC could not read it: bad params.yaml" in report

@@ -82,3 +82,13 @@ def test_the_flow_head_doubles_7x7_up_to_the_crop(size):
 def test_other_crop_sizes_are_refused(size):
     with pytest.raises(GlgError, match="prepare.image_px"):
         flow_upsamplings(size)
+
+
+def test_a_larger_flow_warping_a_smaller_map_gets_a_gradient_at_every_pixel():
+    """The 224 flow warps the 58 map r (Sec III-C): each flow pixel must count, or the pixels
+    between those a plain bilinear shrink reads never train."""
+    torch.manual_seed(0)
+    features = torch.randn(1, 4, 30, 30)
+    flow = torch.zeros(1, 2, 112, 112, requires_grad=True)
+    warp(features, flow).square().sum().backward()
+    assert (flow.grad.abs() > 0).float().mean() > 0.99

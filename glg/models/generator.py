@@ -62,7 +62,9 @@ class ImageGenerator(nn.Module):
     """(source, flow or None, I_p, heatmap (B, 1, S, S)) -> re-enacted image (B, 3, S, S).
 
     `flow=None` is Table V's "Style" baseline: r is used unwarped. The heatmap is read only when
-    the style branch is on.
+    the style branch is on. `model.output: residual` (not in the paper) returns the source warped
+    by the flow plus the generator's correction, which starts at zero: training starts from the
+    warped source instead of from noise.
     """
 
     def __init__(self, config: ModelConfig, size: int):
@@ -80,6 +82,10 @@ class ImageGenerator(nn.Module):
         self.up_half = StyledConv(4 * c, 2 * c, 3, style_dim)  # at S / 2
         self.up_full = StyledConv(2 * c, c, 3, style_dim)  # at S
         self.to_rgb = nn.Conv2d(c, 3, 3, padding=1)
+        self.residual = config.output == "residual"
+        if self.residual:
+            nn.init.zeros_(self.to_rgb.weight)
+            nn.init.zeros_(self.to_rgb.bias)
 
     def forward(self, source: torch.Tensor, flow: torch.Tensor | None, parts_image: torch.Tensor,
                 heatmap: torch.Tensor | None) -> torch.Tensor:
@@ -92,4 +98,7 @@ class ImageGenerator(nn.Module):
         x = self.merge_skip(torch.cat([x, warped], 1), w)  # the one skip: r* again
         x = self.up_half(resize(x, self.size // 2), w)  # (B, 2c, S/2, S/2)
         x = self.up_full(resize(x, self.size), w)  # (B, c, S, S)
+        if self.residual:
+            base = warp(source, flow) if flow is not None else source
+            return (base + self.to_rgb(x)).clamp(-1.0, 1.0)
         return torch.tanh(self.to_rgb(x))
