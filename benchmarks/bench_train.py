@@ -123,7 +123,7 @@ def loop(prepared: Path, runtime: Runtime, batch: int, workers: int, steps: int,
             with torch.no_grad():
                 real = nets.discriminator(pairs.driving)
             terms = generator_terms(out, pairs, nets.discriminator(out.image), real, nets.vgg,
-                                    part_sizes, size)
+                                    part_sizes, size, loss.warp > 0)
         losses.weighted_sum(terms, loss).backward()
         nets.discriminator.requires_grad_(True)
 
