@@ -52,7 +52,7 @@ def build_perceptual(loss_config: LossConfig, device: torch.device,
 def input_digests(frames: PreparedFrames, lgan: nn.Module | None) -> dict[str, str | None]:
     """What a trained reenactor depends on besides params, for checkpoint fingerprints: the
     code, the prepared data and the landmark generator."""
-    return {"code": code_digest(), "prepared": prepared_digest(frames),
+    return {"code": code_digest(), "prepared": prepared_digest(frames, pixels=True),
             "lgan": None if lgan is None else digest(lgan.state_dict().items())}
 
 

@@ -195,19 +195,22 @@ def code_digest() -> str:
                   for p in sorted(package.rglob("*.py")))
 
 
-def prepared_digest(frames: PreparedFrames) -> str:
-    """A digest of everything training reads from the prepared data: annotations, splits,
-    identities, part sizes and the JPEG bytes (a change of `prepare.jpeg_quality` alone must
-    not resume the old run). Hashing the shards reads them once: seconds for VoxCeleb1's."""
-    pixels = hashlib.sha256()
-    for shard in sorted(frames.store.dir.glob(SHARD_GLOB)):
-        with shard.open("rb") as file:
-            pixels.update(hashlib.file_digest(file, "sha256").digest())
-    return digest([("landmarks", frames.landmarks), ("pose", frames.pose), ("aus", frames.aus),
-                   ("identity", frames.identity), ("clip", frames.clip), ("frame", frames.frame),
-                   ("split", frames.split), ("mean", frames.mean), ("std", frames.std),
-                   ("parts", np.array(frames.part_sizes)),
-                   ("jpegs", np.frombuffer(pixels.digest(), np.uint8))])
+def prepared_digest(frames: PreparedFrames, pixels: bool = False) -> str:
+    """A digest of what training reads from the prepared data: annotations, splits, identities
+    and part sizes (all the landmark GAN reads), and with `pixels` the JPEG bytes (the
+    reenactor: a change of `prepare.jpeg_quality` alone must not resume the old run). Hashing
+    the shards reads them once: seconds for VoxCeleb1's."""
+    arrays = [("landmarks", frames.landmarks), ("pose", frames.pose), ("aus", frames.aus),
+              ("identity", frames.identity), ("clip", frames.clip), ("frame", frames.frame),
+              ("split", frames.split), ("mean", frames.mean), ("std", frames.std),
+              ("parts", np.array(frames.part_sizes))]
+    if pixels:
+        jpegs = hashlib.sha256()
+        for shard in sorted(frames.store.dir.glob(SHARD_GLOB)):
+            with shard.open("rb") as file:
+                jpegs.update(hashlib.file_digest(file, "sha256").digest())
+        arrays.append(("jpegs", np.frombuffer(jpegs.digest(), np.uint8)))
+    return digest(arrays)
 
 
 # --- dvclive ---------------------------------------------------------------------------------
