@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from glg.annotate.dlib import DlibBackend  # noqa: E402
 from glg.config import load_params  # noqa: E402
-from glg.frames import iter_clip, read_manifest  # noqa: E402
+from glg.store.frames import iter_clip, read_manifest  # noqa: E402
 
 REAL_CLIPS = ROOT.parent / "shared" / "real-clips"
 

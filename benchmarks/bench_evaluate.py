@@ -4,7 +4,7 @@ the naive per-pair loop measured in the same run.
 
   stage    `glg.evaluate.scoring.score_pairs` as the stage runs it: `evaluate.batch` pairs a
            model forward, sources and driving frames read once per prepared row (the keyed
-           cache of `glg.face_reading.FaceReader`), dlib's ResNet run by torch in batches
+           cache of `glg.evaluate.face_reading.FaceReader`), dlib's ResNet run by torch in batches
   naive    the same code one pair at a time with the cache off: every pair's source, driving
            frame and output are read and embedded afresh (the reference)
 
@@ -36,19 +36,20 @@ sys.path.insert(0, str(ROOT))
 
 from glg.config import load_params  # noqa: E402
 from glg.data import EvaluationPairs  # noqa: E402
+from glg.evaluate.face_id import make_embedder  # noqa: E402
+from glg.evaluate.face_reading import FaceReader  # noqa: E402
 from glg.evaluate.scoring import clip_neutrals_of, score_pairs, subset  # noqa: E402
-from glg.face_id import make_embedder  # noqa: E402
-from glg.face_reading import FaceReader  # noqa: E402
-from glg.weights import load_landmark_generator, load_reenactor  # noqa: E402
+from glg.store.networks import load_landmark_generator, load_reenactor  # noqa: E402
 
 PREPARED, REENACT, LGAN = ROOT / "data/prepared", ROOT / "data/reenact", ROOT / "data/lgan"
 # step -> (file suffix, function) whose cumulative profiled time is that step's
 STEPS = {
     "model forward": ("glg/models/__init__.py", "forward"),
     "pair loading (heatmaps, parts)": ("glg/data.py", "pairs_batch"),
-    "face detection, 68 points, pose (PRMSE, AUCON)": ("glg/face_reading.py", "_dlib_faces"),
-    "face embeddings (CSIM)": ("glg/face_id.py", "embed"),
-    "AUs from the neutrals (AUCON)": ("glg/face_reading.py", "_collect"),
+    "face detection, 68 points, pose (PRMSE, AUCON)": ("glg/evaluate/face_reading.py",
+                                                        "_dlib_faces"),
+    "face embeddings (CSIM)": ("glg/evaluate/face_id.py", "embed"),
+    "AUs from the neutrals (AUCON)": ("glg/evaluate/face_reading.py", "_collect"),
     "SSIM": ("glg/metrics/images.py", "ssim"),
     "PSNR": ("glg/metrics/images.py", "psnr"),
     "upscaling for reading": ("glg/evaluate/scoring.py", "resize"),

@@ -43,11 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from glg.config import ExtractConfig, load_params  # noqa: E402
-from glg.dlib_models import face_detector  # noqa: E402
 from glg.extract import extract, extract_clip  # noqa: E402
-from glg.face_crop import CropCounts, _largest_face, crop_frame  # noqa: E402
-from glg.frames import encode_bgr, read_manifest  # noqa: E402
-from glg.video import find_clips, sample_frames  # noqa: E402
+from glg.face.crop import CropCounts, _largest_face, crop_frame  # noqa: E402
+from glg.face.dlib_models import face_detector  # noqa: E402
+from glg.store.frames import encode_bgr, read_manifest  # noqa: E402
+from glg.store.video import find_clips, sample_frames  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _measure import Measured, measure, measure_output, peak_rss_mib  # noqa: E402

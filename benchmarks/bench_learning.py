@@ -35,8 +35,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 # The paper's recipe where the demo's differs: the generator draws the whole image (Sec III-C),
-# no warp term (Sec III-D has five), the generator's full width (glg/sections.py); data, steps
-# and batch stay the demo's, so only the recipe differs.
+# no warp term (Sec III-D has five), the generator's full width (glg/config/sections.py); data,
+# steps and batch stay the demo's, so only the recipe differs.
 PAPER = {"model": {"output": "generated", "generator_channels": 64}, "loss": {"warp": 0.0}}
 METRICS = ("ssim", "psnr", "prmse", "aucon")
 

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import peak_rss_mib  # noqa: E402
 
 from glg.data import TrainingPairs, _chw, decode_pair, iterate_pairs  # noqa: E402
-from glg.heatmap import draw_heatmap  # noqa: E402
-from glg.landmark_transfer import transfer_landmarks  # noqa: E402
-from glg.parts import crop_part, part_centres  # noqa: E402
+from glg.face.heatmap import draw_heatmap  # noqa: E402
+from glg.face.landmark_transfer import transfer_landmarks  # noqa: E402
+from glg.face.parts import crop_part, part_centres  # noqa: E402
 
 
 def timed_prepare(root: Path, frames_per_clip: int) -> tuple[float, float, int]:

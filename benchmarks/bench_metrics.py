@@ -43,19 +43,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from glg.annotate.aus import action_units  # noqa: E402
-from glg.annotate.dlib import (MAX_SHAPE_RESIDUAL, DlibBackend, head_pose,  # noqa: E402
-                               shape_residual)
-from glg.annotations import to_table  # noqa: E402
+from glg.annotate.dlib import MAX_SHAPE_RESIDUAL, DlibBackend, shape_residual  # noqa: E402
 from glg.config import SynthesizeConfig  # noqa: E402
-from glg.face_id import DlibEmbedder  # noqa: E402
-from glg.face_reading import FaceReader, clip_neutrals, measured_aus  # noqa: E402
-from glg.landmarks import AU_IDS  # noqa: E402
+from glg.evaluate.face_id import DlibEmbedder  # noqa: E402
+from glg.evaluate.face_reading import FaceReader, clip_neutrals, measured_aus  # noqa: E402
+from glg.face.landmarks import AU_IDS  # noqa: E402
+from glg.face.mean_face import head_pose  # noqa: E402
 from glg.metrics.faces import aucon, csim, prmse  # noqa: E402
 from glg.metrics.images import psnr, ssim  # noqa: E402
-from glg.synthetic.faces import identity_image  # noqa: E402
-from glg.synthetic.plans import plan_dataset  # noqa: E402
-from glg.synthetic.render import render_frame  # noqa: E402
-from glg.video import sample_frames  # noqa: E402
+from glg.store.annotations import to_table  # noqa: E402
+from glg.store.video import sample_frames  # noqa: E402
+from glg.synthesize.faces import identity_image  # noqa: E402
+from glg.synthesize.plans import plan_dataset  # noqa: E402
+from glg.synthesize.render import render_frame  # noqa: E402
 
 REAL_CLIPS = ROOT.parent / "shared" / "real-clips"
 SIZE = 224

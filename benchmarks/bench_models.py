@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _batches import random_pairs  # noqa: E402
 
-from glg import losses  # noqa: E402
 from glg.config import ModelConfig  # noqa: E402
+from glg.config.variants import variant_config  # noqa: E402
 from glg.data import Pair  # noqa: E402
 from glg.models import build_discriminator, build_model, parameter_counts  # noqa: E402
-from glg.variants import variant_config  # noqa: E402
+from glg.train import losses  # noqa: E402
 
 SIZE = 224  # Sec III-A
 IDENTITIES = 1251  # identity indices of the random batches: VoxCeleb1's count (Sec IV-A)

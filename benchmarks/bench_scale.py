@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _measure import measure  # noqa: E402
 
-from glg.writers import ROW_GROUP_ROWS  # noqa: E402
+from glg.store.writers import ROW_GROUP_ROWS  # noqa: E402
 
 STAGES = ("synthesize", "extract", "annotate", "prepare")
 OUTPUT = {"synthesize": "synthetic", "extract": "frames", "annotate": "annotations",

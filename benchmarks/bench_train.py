@@ -11,7 +11,7 @@ runs G through `torch.compile`, as `train.compile: true` does (`reduce-overhead`
 which replays CUDA graphs).
 
 Builds its data in a temporary folder (6 identities x 3 clips x 40 frames of 256 px JPEGs,
-prepared at params.yaml's `prepare.image_px`) and runs `glg.train.reenact_step.train_step` on
+prepared at params.yaml's `prepare.image_px`) and runs `glg.train.reenactor_step.train_step` on
 batches of `glg.data.iterate_pairs`, exactly as the trainer does, with params.yaml's `model`,
 `loss` and `train`. Every figure comes with a reference measured in the same run: the loop
 against the forward and backward of G and D alone on one fixed batch (loop overhead = whole
@@ -38,12 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from _prepare_data import write_dataset  # noqa: E402
 
-from glg import losses  # noqa: E402
 from glg.config import PARAMS_FILE, PrepareConfig, load_params  # noqa: E402
 from glg.data import TrainingPairs, iterate_pairs  # noqa: E402
 from glg.models import build_discriminator, build_model  # noqa: E402
 from glg.prepare import prepare  # noqa: E402
-from glg.train.reenact_step import Networks, generator_terms, train_step  # noqa: E402
+from glg.train import losses  # noqa: E402
+from glg.train.reenactor_step import Networks, generator_terms, train_step  # noqa: E402
 from glg.train.runtime import (FiniteWatch, Runtime, StepTimer, adam, autocast,  # noqa: E402
                                start_runtime)
 

@@ -72,7 +72,7 @@ def reenact_command(
 ) -> None:
     """Animate the face in SOURCE with the head motion and expressions of DRIVING."""
     from glg.errors import GlgError, error_line
-    from glg.reenact import reenact
+    from glg.inference import reenact
 
     try:
         done = reenact(source, driving, out, checkpoint=checkpoint, lgan=lgan,

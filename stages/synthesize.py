@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from glg.config import load_params
-from glg.synthetic import synthesize
+from glg.synthesize import synthesize
 from stages._cli import Params, one_line_errors
 
 app = typer.Typer(add_completion=False)

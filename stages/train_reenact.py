@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from glg.config import load_params
-from glg.train.reenact import train_reenact
+from glg.train.reenactor import train_reenact
 from stages._cli import Checkpoints, Metrics, Params, Prepared, one_line_errors
 
 app = typer.Typer(add_completion=False)

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import default_collate
 
 from glg.data import Pair
-from glg.landmarks import AU_IDS, N_LANDMARKS
+from glg.face.landmarks import AU_IDS, N_LANDMARKS
 
 # Part centres as fractions of the crop side, about where aligned faces have them.
 CENTRES = ((0.36, 0.43), (0.64, 0.43), (0.5, 0.57), (0.5, 0.75))

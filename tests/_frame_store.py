@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from glg.extract import EXTRACT_COLUMNS
-from glg.frames import FrameStoreWriter, encode_bgr
+from glg.store.frames import FrameStoreWriter, encode_bgr
 
 
 def write_store(out: str | Path, clips: Iterable[tuple[str, str, Sequence[np.ndarray]]],

@@ -13,11 +13,10 @@ import pyarrow as pa
 
 from _frame_store import write_store
 
-from glg.annotations import annotation_schema, clear_annotations, write_shard
-from glg.data import PreparedFrames
-from glg.landmarks import AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS
-from glg.mean_face import MEAN_FACE_3D
-from glg.prepared import SPLITS
+from glg.face.landmarks import AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS
+from glg.face.mean_face import MEAN_FACE_3D
+from glg.store.annotations import annotation_schema, clear_annotations, write_shard
+from glg.store.prepared import SPLITS, PreparedFrames
 
 
 def face_landmarks(rng: np.random.Generator, side: int, scale: float, jitter: float) -> np.ndarray:
@@ -60,7 +59,7 @@ def write_dataset(root: Path, identities: int = 4, clips: int = 2, frames: int =
                 if marker:
                     x, y = np.floor(points[30]).astype(int)
                     image[y:y + 2, x:x + 2] = 255
-                    points[30] = (x + 0.5, y + 0.5)  # pixel centres at integers: glg.landmarks
+                    points[30] = (x + 0.5, y + 0.5)  # pixel centres at integers: glg.face.landmarks
                 row = {"identity": identity, "video": name, "frame": f,
                        "success": bool(rng.random() >= failed), "confidence": 1.0,
                        "box_x0": 0.0, "box_y0": 0.0, "box_x1": float(side), "box_y1": float(side),

@@ -12,13 +12,13 @@ import torch
 import yaml
 from _prepare_data import write_dataset
 
-from glg.annotations import write_identities
-from glg.checkpoint import digest
 from glg.config import PrepareConfig, load_params, parse_section
 from glg.models import build_landmark_gan
 from glg.prepare import prepare
-from glg.train.reenact import train_reenact
-from glg.weights import save_landmark_generator
+from glg.store.annotations import write_identities
+from glg.store.checkpoint import digest
+from glg.store.networks import save_landmark_generator
+from glg.train.reenactor import train_reenact
 
 ROOT = Path(__file__).resolve().parents[1]
 S = 56  # 7 * 2^3: the smallest crop the flow head and 14-px patches both allow

@@ -17,17 +17,17 @@ from _prepare_data import write_dataset
 from typer.testing import CliRunner
 
 from glg.annotate.aus import GEOMETRIC_AUS, UNMEASURED_AUS, action_units
-from glg.annotate.dlib import DlibBackend, head_pose
-from glg.annotations import IDENTITY_FILE, ClipResult, read_annotations, to_table, write_shard
+from glg.annotate.dlib import DlibBackend
 from glg.config import ExtractConfig
 from glg.errors import GlgError
-from glg.frames import OFFSET, FrameStore, FrameStoreWriter
-from glg.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS, rotation_matrix
-from glg.mean_face import MEAN_FACE_3D
 from glg.extract import extract
+from glg.face.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, X_COLUMNS, Y_COLUMNS, rotation_matrix
+from glg.face.mean_face import MEAN_FACE_3D, head_pose
 from glg.metrics.accuracy import annotation_accuracy
-from glg.synthetic.faces import identity_image, make_identity
-from glg.synthetic.render import render_frame
+from glg.store.annotations import IDENTITY_FILE, ClipResult, read_annotations, to_table, write_shard
+from glg.store.frames import OFFSET, FrameStore, FrameStoreWriter
+from glg.synthesize.faces import identity_image, make_identity
+from glg.synthesize.render import render_frame
 from stages.annotate import app
 
 SIZE = 256
@@ -112,7 +112,7 @@ def test_head_pose_of_projected_mean_face_recovers_the_rotation():
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_pose_signs_on_rendered_faces(axis):
-    """Turn each way about each axis: the sign follows `glg.landmarks.rotation_matrix`."""
+    """Turn each way about each axis: the sign follows `glg.face.landmarks.rotation_matrix`."""
     for angle in (-15.0, 15.0):
         pose = [0.0, 0.0, 0.0]
         pose[axis] = angle

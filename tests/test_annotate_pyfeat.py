@@ -12,9 +12,9 @@ from _frame_store import write_store
 from typer.testing import CliRunner
 
 import glg.annotate.pyfeat as pyfeat
-from glg.annotations import to_table
 from glg.errors import GlgError
-from glg.landmarks import AU_IDS, X_COLUMNS, Y_COLUMNS
+from glg.face.landmarks import AU_IDS, X_COLUMNS, Y_COLUMNS
+from glg.store.annotations import to_table
 from stages.annotate import app
 
 

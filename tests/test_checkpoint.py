@@ -1,12 +1,12 @@
-"""glg.checkpoint: atomic writes, the newest kept, unreadable ones skipped, other params refused
-but kept aside until a new run writes its first."""
+"""glg.store.checkpoint: atomic writes, the newest kept, unreadable ones skipped, other params
+refused but kept aside until a new run writes its first."""
 
 import random
 
 import numpy as np
 import torch
 
-from glg.checkpoint import (checkpoints, load_checkpoint, rng_state, save_checkpoint,
+from glg.store.checkpoint import (checkpoints, load_checkpoint, rng_state, save_checkpoint,
                             set_rng_state)
 
 FINGERPRINT = {"model": {"backbone": "resnet", "sizes": (3, 4)}, "inputs": {"data": "a" * 64}}

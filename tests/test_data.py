@@ -12,14 +12,13 @@ from _prepare_data import prepared_table, write_dataset
 from torch.utils.data import default_collate
 
 from glg.config import LganConfig, PrepareConfig
-from glg.data import EvaluationPairs, Pair, PreparedFrames, TrainingPairs, iterate_pairs
+from glg.data import EvaluationPairs, Pair, TrainingPairs, iterate_pairs
 from glg.errors import GlgError
-from glg.frames import read_manifest
+from glg.face.parts import crop_parts, part_centres
 from glg.models import build_landmark_gan
-from glg.models.parts import crop_parts
-from glg.parts import part_centres
 from glg.prepare import prepare
-from glg.prepared import read_parts
+from glg.store.frames import read_manifest
+from glg.store.prepared import PreparedFrames, read_parts
 
 S = 64
 

@@ -21,15 +21,15 @@ from typer.testing import CliRunner
 
 from glg.config import LganConfig, ModelConfig, PrepareConfig
 from glg.evaluate import _ground_truth
-from glg.frames import FrameStore
 from glg.metrics.images import psnr_cap
 from glg.models import build_landmark_gan, build_model
 from glg.prepare import prepare
 from glg.report import EVALUATE, Run, not_reproduction
-from glg.prepared import PAIRS, SCENARIOS
-from glg.synthetic.faces import identity_image, make_identity
-from glg.synthetic.render import render_frame
-from glg.weights import save_landmark_generator, save_reenactor
+from glg.store.frames import FrameStore
+from glg.store.networks import save_landmark_generator, save_reenactor
+from glg.store.prepared import PAIRS, SCENARIOS
+from glg.synthesize.faces import identity_image, make_identity
+from glg.synthesize.render import render_frame
 from stages.evaluate import app
 
 RUNNER = CliRunner()

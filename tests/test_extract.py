@@ -19,9 +19,9 @@ from _clips import FACE, FACE_WINDOW, panning_face, small_config, write_clip
 from glg.config import SynthesizeConfig
 from glg.errors import GlgError
 from glg.extract import EXTRACT_COLUMNS, extract
-from glg.face_crop import detect_faces
-from glg.frames import SHARD, FrameStore, iter_clip, read_frame, read_manifest
-from glg.synthetic import synthesize
+from glg.face.crop import detect_faces
+from glg.store.frames import SHARD, FrameStore, iter_clip, read_frame, read_manifest
+from glg.synthesize import synthesize
 from stages.extract import app
 
 
@@ -164,7 +164,8 @@ def test_reruns_are_byte_identical_whatever_the_workers(tmp_path):
 def test_the_stage_process_never_imports_pandas(tmp_path):
     """pyarrow's `pa.array` imports pandas on its first call, 0.25-0.4 s of a core in the middle
     of a run (5 % of extract's time on the six real clips); the store's writers build their
-    Arrow columns without it (glg.writers.arrow_column). Non-ASCII keys go through them too."""
+    Arrow columns without it (glg.store.writers.arrow_column). Non-ASCII keys go through them
+    too."""
     frames, _ = panning_face(8)
     write_clip(tmp_path / "videos" / "ünï" / "clip ß.mp4", frames)
     run = ("import runpy, sys\n"

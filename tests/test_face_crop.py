@@ -8,13 +8,13 @@ import pytest
 import skimage.data
 
 from _clips import FACE_WINDOW, panning_face, small_config, write_clip
-from glg import dlib_models
 from glg.extract import extract
-from glg.face_crop import (CropCounts, crop_box, crop_clip, crop_frame, detect_faces,
+from glg.face import dlib_models
+from glg.face.crop import (CropCounts, crop_box, crop_clip, crop_frame, detect_faces,
                            face_centre, fixed_box, smoothing_reach)
-from glg.frames import encode_bgr, read_frame, read_manifest
-from glg.landmarks import rescale_points
-from glg.video import SampledFrame, sample_frames
+from glg.face.landmarks import rescale_points
+from glg.store.frames import encode_bgr, read_frame, read_manifest
+from glg.store.video import SampledFrame, sample_frames
 
 
 def gray(rgb: np.ndarray) -> np.ndarray:
@@ -143,7 +143,7 @@ def test_crop_resize_stays_close_to_area_averaging(side):
     assert np.abs(fast - exact).mean() < 1.0
 
 
-# --- the face detector's cache (glg/dlib_models.py) --------------------------------------------
+# --- the face detector's cache (glg/face/dlib_models.py) ---------------------------------------
 
 
 @pytest.fixture

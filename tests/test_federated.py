@@ -18,12 +18,12 @@ from _training import (LOSS, MODEL, ROOT, S, TRAIN, prepared_with_lgan, read_tsv
 from flwr.supercore.task_identity import TaskIdentity
 from typer.testing import CliRunner
 
-from glg.checkpoint import checkpoints, digest
 from glg.config import parse_section
+from glg.store.checkpoint import checkpoints, digest
+from glg.store.networks import load_reenactor
 from glg.train.federated import TRAIN_MESSAGE, Job, next_round
 from glg.train.flower_apps import build_client_app
-from glg.train.reenact_step import build_networks
-from glg.weights import load_reenactor
+from glg.train.reenactor_step import build_networks
 from stages.train_reenact import app
 
 FEDERATED = {"train": {"mode": "federated"}}

@@ -17,10 +17,10 @@ import pytest
 import torch
 from _training import ROOT, prepared_with_lgan, read_tsv, write_params
 
-from glg.checkpoint import checkpoints, digest
-from glg.data import PreparedFrames
+from glg.store.checkpoint import checkpoints, digest
+from glg.store.networks import load_reenactor
+from glg.store.prepared import PreparedFrames
 from glg.train.federated import training_identities
-from glg.weights import load_reenactor
 
 pytestmark = pytest.mark.slow  # a SuperLink and three SuperNodes: `make test-slow`
 

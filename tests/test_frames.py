@@ -1,4 +1,5 @@
-"""The frame store format (glg/frames.py) and the streaming writers under it (glg/writers.py)."""
+"""The frame store format (glg/store/frames.py) and the streaming writers under it
+(glg/store/writers.py)."""
 
 import numpy as np
 import pyarrow as pa
@@ -6,9 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from glg.errors import GlgError
-from glg.frames import (SHARD, FrameStore, FrameStoreWriter, encode_bgr, read_frame,
+from glg.store.frames import (SHARD, FrameStore, FrameStoreWriter, encode_bgr, read_frame,
                         read_manifest)
-from glg.writers import ArrayWriter, TableWriter, arrow_column
+from glg.store.writers import ArrayWriter, TableWriter, arrow_column
 
 COLUMNS = pa.schema([("note", pa.string())])
 

@@ -1,13 +1,13 @@
-"""glg.heatmap: the B-spline curves and the drawn heatmap (Sec III-B)."""
+"""glg.face.heatmap: the B-spline curves and the drawn heatmap (Sec III-B)."""
 
 import numpy as np
 import pytest
 from scipy.interpolate import splev, splprep
 
 from glg.errors import GlgError
-from glg.heatmap import HEATMAP_CURVES, SPLINE_SAMPLES, draw_heatmap, spline_curves
-from glg.landmarks import JAW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE
-from glg.mean_face import MEAN_FACE_3D
+from glg.face.heatmap import HEATMAP_CURVES, SPLINE_SAMPLES, draw_heatmap, spline_curves
+from glg.face.landmarks import JAW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE
+from glg.face.mean_face import MEAN_FACE_3D
 
 S = 224
 

@@ -1,9 +1,10 @@
-"""glg.landmark_transfer: Eq. 3 gives the source's statistics and keeps the driving's centre."""
+"""glg.face.landmark_transfer: Eq. 3 gives the source's statistics and keeps the driving's
+centre."""
 
 import numpy as np
 
-from glg.landmark_transfer import centre_on, style_transfer, transfer_landmarks
-from glg.mean_face import MEAN_FACE_3D
+from glg.face.landmark_transfer import centre_on, style_transfer, transfer_landmarks
+from glg.face.mean_face import MEAN_FACE_3D
 
 
 def people(n_frames: int = 200):

@@ -1,5 +1,5 @@
 """Overfit tests that bite: each network family, tiny, trained through the production steps
-(`glg.train.reenact_step.train_step`, `glg.train.lgan.train_lgan`) on a handful of fixed pairs
+(`glg.train.reenactor_step.train_step`, `glg.train.lgan.train_lgan`) on a handful of fixed pairs
 for some dozens of steps (the LGAN, a small MLP, for a thousand), becomes clearly better at what
 it exists for than the baselines the evaluation uses: the source copied, the untrained model,
 the mean image, the mean shape."""
@@ -12,25 +12,26 @@ import torch
 import torch.nn.functional as F
 from _prepare_data import write_annotations, write_dataset
 
-from glg import losses
-from glg.annotations import read_annotations
 from glg.config import LganConfig, LossConfig, ModelConfig, PrepareConfig
+from glg.config.variants import variant_config
 from glg.data import Pair
-from glg.landmarks import AU_IDS, N_LANDMARKS, X_COLUMNS, Y_COLUMNS
-from glg.models import Reenactment, crop_parts
+from glg.face.landmarks import AU_IDS, N_LANDMARKS, X_COLUMNS, Y_COLUMNS
+from glg.face.parts import crop_parts
+from glg.models import Reenactment
+from glg.models.warp import warp
 from glg.prepare import prepare
+from glg.store.annotations import read_annotations
+from glg.train import losses
 from glg.train.lgan import train_lgan
-from glg.train.reenact_step import Networks, build_networks, train_step
+from glg.train.reenactor_step import Networks, build_networks, train_step
 from glg.train.runtime import Runtime, adam
-from glg.variants import variant_config
-from glg.warp import warp
 
 S = 28  # 7 * 2^k as the flow head needs, and room for the four parts
 SEED = 0
 CPU = Runtime(torch.device("cpu"), None, 0, 1)
 PART_SIZES = ((8, 10), (8, 10), (9, 8), (8, 12))
 CENTRES = torch.tensor(((0.36, 0.43), (0.64, 0.43), (0.5, 0.57), (0.5, 0.75))) * S  # px
-# The known motions of every source: shifts by 3.5 px each way, in glg.warp's unit
+# The known motions of every source: shifts by 3.5 px each way, in glg.models.warp's unit
 # coordinates. They sum to zero, so no one flow serves them all.
 MOTIONS = torch.tensor(((0.25, 0.0), (-0.25, 0.0), (0.0, 0.25), (0.0, -0.25)))
 TINT = torch.tensor((0.9, 0.6, 0.3))[:, None, None]  # the one colour every texture is a shade of

@@ -1,4 +1,5 @@
-"""glg.losses: zero on equal inputs, the DCGAN terms, the weights, and the VGG19 builder offline."""
+"""glg.train.losses: zero on equal inputs, the DCGAN terms, the weights, and the VGG19 builder
+offline."""
 
 import dataclasses
 
@@ -6,8 +7,8 @@ import pytest
 import torch
 import torchvision
 
-from glg import losses
 from glg.config import LossConfig
+from glg.train import losses
 
 
 @pytest.fixture(scope="module")

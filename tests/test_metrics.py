@@ -15,19 +15,19 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from glg.annotate.aus import GEOMETRIC_AUS, UNMEASURED_AUS
 from glg.annotate.dlib import DlibBackend
-from glg.annotations import to_table
 from glg.errors import GlgError
-from glg.dlib_models import SHAPE_PREDICTOR, model_file
-from glg.face_id import (ARCFACE_TEMPLATE, IRESNET_BLOCKS, ArcFaceEmbedder, IResNet,
+from glg.evaluate.face_id import (ARCFACE_TEMPLATE, IRESNET_BLOCKS, ArcFaceEmbedder, IResNet,
                          align_arcface, arcface_points, load_arcface, load_dlib_resnet,
                          make_embedder, similarity_transforms)
-from glg.face_reading import FaceReader, Readings, clip_neutrals
-from glg.landmarks import AU_IDS
+from glg.evaluate.face_reading import FaceReader, Readings, clip_neutrals
+from glg.face.dlib_models import SHAPE_PREDICTOR, model_file
+from glg.face.landmarks import AU_IDS
 from glg.metrics.faces import aucon, csim, prmse
 from glg.metrics.images import psnr, psnr_cap, ssim
-from glg.synthetic.faces import identity_image, make_identity
-from glg.synthetic.render import render_frame
-from glg.video import sample_frames
+from glg.store.annotations import to_table
+from glg.store.video import sample_frames
+from glg.synthesize.faces import identity_image, make_identity
+from glg.synthesize.render import render_frame
 
 SIZE = 224  # the evaluation's image side (prepare.image_px)
 CLIP = ("person", "clip")

@@ -7,20 +7,20 @@ import torch
 import torch.nn.functional as F
 from _prepare_data import write_dataset
 
-from glg import losses
 from glg.config import (ConfigError, LganConfig, LossConfig, ModelConfig, PrepareConfig,
                         parse_section)
+from glg.config.variants import VARIANTS, variant_config
 from glg.data import TrainingPairs, iterate_pairs
 from glg.errors import GlgError
-from glg.models import (build_discriminator, build_landmark_gan, build_model, crop_parts,
-                        parameter_counts, paste_parts)
+from glg.face.parts import crop_parts, paste_parts
+from glg.models import build_discriminator, build_landmark_gan, build_model, parameter_counts
 from glg.models.flow import FlowEstimator, ResNetFeatures, ViTFeatures
 from glg.models.generator import ImageGenerator
 from glg.models.parts import PartReenactor
 from glg.models.style import ModulatedConv2d
+from glg.models.warp import warp
 from glg.prepare import prepare
-from glg.variants import VARIANTS, variant_config
-from glg.warp import warp
+from glg.train import losses
 
 S = 56  # 7 * 2^3: the smallest crop the flow head and 14-px patches both allow
 PART_SIZES = [(10, 14), (10, 14), (13, 12), (12, 21)]  # odd sizes on purpose
@@ -104,7 +104,7 @@ def test_paste_puts_a_part_centred_on_its_centre(centre, height, width):
     canvas = paste_parts([torch.ones(1, 3, height, width)], torch.tensor([[centre]]), 32)
     inside = canvas[0, 0] == 1
     ys, xs = inside.nonzero(as_tuple=True)
-    middle = ((xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2)  # glg.landmarks' pixels
+    middle = ((xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2)  # glg.face.landmarks' pixels
     assert abs(middle[0] - centre[0]) <= 0.5 and abs(middle[1] - centre[1]) <= 0.5
     assert inside.sum() == height * width and torch.all(canvas[0, 0][~inside] == -1)
 
@@ -137,7 +137,7 @@ def test_the_residual_output_starts_as_the_warped_source_then_learns_a_correctio
     gen = ImageGenerator(tiny(output="residual"), S)
     source = torch.rand(2, 3, S, S) * 2 - 1
     shift = torch.zeros(2, 2, S, S)
-    shift[:, 0] = 4 / S  # two pixels to the right, in units (glg.warp)
+    shift[:, 0] = 4 / S  # two pixels to the right, in units (glg.models.warp)
     inputs = (torch.zeros(2, 3, S, S), torch.rand(2, 1, S, S))
     torch.testing.assert_close(gen(source, shift, *inputs), warp(source, shift).clamp(-1, 1))
     target = (warp(source, shift) + 0.3).clamp(-1, 1)  # a correction the generator can make

@@ -23,7 +23,7 @@ from _prepare_data import write_dataset
 from dvc.stage.cache import _get_cache_hash
 
 from glg.config import Params
-from glg.frames import FrameStore
+from glg.store.frames import FrameStore
 
 ROOT = Path(__file__).resolve().parents[1]
 # a foreach stage (the *_eval stages, one per second dataset) is checked through its `do`
@@ -43,8 +43,8 @@ def glg_modules(path: Path, seen: set[Path]) -> set[Path]:
     for node in ast.walk(ast.parse(path.read_text())):
         names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
         names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        if isinstance(node, ast.ImportFrom) and node.module == "glg":
-            names += [f"glg.{a.name}" for a in node.names]
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("glg"):
+            names += [f"{node.module}.{a.name}" for a in node.names]  # a module, if one is named
         # importing glg.a.b runs glg/a/__init__.py first
         names += [name.rsplit(".", k)[0] for name in names for k in range(1, name.count("."))]
         for name in names:
@@ -89,8 +89,8 @@ def test_stage_depends_on_its_file_and_every_glg_module_it_imports(name):
     code = {d for d in deps if d.suffix == ".py"}
     expected = {file} | glg_modules(file, set())
     if file.stem == "extract":  # imported by the worker processes' fork server, by name
-        expected |= glg_modules(ROOT / "glg" / "_extract_preload.py", set()) | {
-            ROOT / "glg" / "_extract_preload.py"}
+        expected |= glg_modules(ROOT / "glg" / "extract" / "_preload.py", set()) | {
+            ROOT / "glg" / "extract" / "_preload.py"}
     assert code == expected
 
 

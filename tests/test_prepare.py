@@ -12,13 +12,12 @@ from _prepare_data import prepared_table, write_annotations, write_dataset
 from typer.testing import CliRunner
 
 from glg.config import PrepareConfig
-from glg.data import PreparedFrames
 from glg.errors import GlgError
-from glg.frames import FrameStore
-from glg.landmarks import landmarks_from_table
-from glg.parts import PART_NAMES, part_boxes
+from glg.face.landmarks import landmarks_from_table
+from glg.face.parts import PART_NAMES, part_boxes
 from glg.prepare import prepare
-from glg.prepared import IDENTITIES, PAIRS, PARTS, SUMMARY, read_identities
+from glg.store.frames import FrameStore
+from glg.store.prepared import IDENTITIES, PAIRS, PARTS, SUMMARY, PreparedFrames, read_identities
 from stages.prepare import app
 
 CONFIG = PrepareConfig(image_px=32, unseen_identities=2, test_clips=3, known_identities=5,

@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 
 from glg.cli import app
 from glg.config import parse_section
-from glg.reenact import reenact
+from glg.inference import reenact
+from glg.store.networks import REENACTOR_FILE
 from glg.train.lgan import train_lgan
-from glg.train.reenact import train_reenact
-from glg.weights import REENACTOR_FILE
+from glg.train.reenactor import train_reenact
 
 RATE = Fraction(30000, 1001)  # NTSC: not the params' extract.fps, nor a whole number
 DRIVING_FRAMES = 7

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from glg.cli import app
-from glg.paper_tables import TABLES
+from glg.report.paper_tables import TABLES
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
 EVALUATION = {
@@ -143,7 +143,8 @@ def test_missing_or_bad_inputs_are_one_line_errors(tmp_path):
 
 
 def test_transcribed_rows_match_the_paper_and_thesis_text():
-    """Every value of glg/paper_tables.py against the tables in the paper's and thesis's text."""
+    """Every value of glg/report/paper_tables.py against the tables in the paper's and thesis's
+    text."""
     texts = sorted(SEEDS.glob("*.txt"))
     if not texts:
         pytest.skip(f"no paper text at {SEEDS}")

@@ -14,15 +14,15 @@ import yaml
 from typer.testing import CliRunner
 
 from glg.config import SynthesizeConfig
-from glg.dlib_models import face_detector, shape_predictor
 from glg.errors import GlgError
-from glg.landmarks import (AU_IDS, AU_PRESENCE, X_COLUMNS, Y_COLUMNS, interocular,
+from glg.face.dlib_models import face_detector, shape_predictor
+from glg.face.landmarks import (AU_IDS, AU_PRESENCE, X_COLUMNS, Y_COLUMNS, interocular,
                            landmarks_from_table, pose_from_rotation, rotation_matrix)
-from glg.mean_face import MEAN_FACE_3D
-from glg.synthetic import GROUND_TRUTH, PRESENT_AT, synthesize
-from glg.synthetic.faces import fit_pose, identity_image, lift_to_3d, make_identity, project
-from glg.synthetic.plans import MAX_POSE, plan_dataset
-from glg.synthetic.render import render_frame
+from glg.face.mean_face import MEAN_FACE_3D
+from glg.synthesize import GROUND_TRUTH, PRESENT_AT, synthesize
+from glg.synthesize.faces import fit_pose, identity_image, lift_to_3d, make_identity, project
+from glg.synthesize.plans import MAX_POSE, plan_dataset
+from glg.synthesize.render import render_frame
 from stages.synthesize import app
 
 SMALL = SynthesizeConfig(identities=2, clips_per_identity=2, seconds=2.0, workers=1)

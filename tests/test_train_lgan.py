@@ -10,11 +10,11 @@ from _training import (S, lgan_args, logged_steps, prepared_data, prepared_with_
                        write_params)
 from typer.testing import CliRunner
 
-from glg import losses
-from glg.annotations import read_identity_embeddings
-from glg.checkpoint import checkpoints
 from glg.errors import GlgError
-from glg.weights import load_landmark_generator
+from glg.store.annotations import read_identity_embeddings
+from glg.store.checkpoint import checkpoints
+from glg.store.networks import load_landmark_generator
+from glg.train import losses
 from stages.train_lgan import app
 
 

@@ -18,11 +18,11 @@ from _training import (ROOT, S, logged_steps, prepared_with_lgan, read_tsv, reen
                        train_in_process, write_params)
 from typer.testing import CliRunner
 
-from glg import losses
-from glg.checkpoint import checkpoints, digest
 from glg.config import PrepareConfig
 from glg.prepare import prepare
-from glg.weights import load_reenactor
+from glg.store.checkpoint import checkpoints, digest
+from glg.store.networks import load_reenactor
+from glg.train import losses
 from stages.train_reenact import app
 
 

@@ -1,4 +1,5 @@
-"""glg.variants: each variant's `dvc exp run` line sets exactly its switches over params.yaml."""
+"""glg.config.variants: each variant's `dvc exp run` line sets exactly its switches over
+params.yaml."""
 
 import shlex
 from pathlib import Path
@@ -7,8 +8,8 @@ import pytest
 import yaml
 
 from glg.config import parse_section
+from glg.config.variants import VARIANTS, dvc_command, variant_config
 from glg.errors import GlgError
-from glg.variants import VARIANTS, dvc_command, variant_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

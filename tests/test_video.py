@@ -6,7 +6,7 @@ import pytest
 
 from _clips import write_clip
 from glg.errors import GlgError
-from glg.video import SkipClip, clip_key, find_clips, sample_frames
+from glg.store.video import SkipClip, clip_key, find_clips, sample_frames
 
 
 def test_clip_key_follows_both_layouts():

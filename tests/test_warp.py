@@ -1,11 +1,12 @@
-"""glg.warp: unit coordinates against pixels, the identity grid, zero and known-shift flows."""
+"""glg.models.warp: unit coordinates against pixels, the identity grid, zero and known-shift
+flows."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from glg.errors import GlgError
-from glg.warp import (ALIGN_CORNERS, flow_upsamplings, identity_grid, pixels_from_unit,
+from glg.models.warp import (ALIGN_CORNERS, flow_upsamplings, identity_grid, pixels_from_unit,
                       resize_flow, unit_from_pixels, warp)
 
 
@@ -16,7 +17,8 @@ def pixel_shift_flow(dx: float, dy: float, height: int, width: int) -> torch.Ten
 
 
 def test_a_landmark_in_pixels_samples_its_own_pixel():
-    """Pixel (x, y) holds the value at landmark (x, y): glg.landmarks' integer pixel centres."""
+    """Pixel (x, y) holds the value at landmark (x, y): glg.face.landmarks' integer pixel
+    centres."""
     size = 12
     image = torch.arange(size * size, dtype=torch.float32).view(1, 1, size, size)
     points = torch.tensor([[0.0, 0.0], [3.0, 7.0], [11.0, 5.0], [11.0, 11.0]])  # (x, y)

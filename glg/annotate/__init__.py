@@ -1,11 +1,11 @@
 """The annotate stage: 68 landmarks, head pose and the paper's 18 AUs for every stored frame.
 
-One backend per file behind `glg.annotations.Backend` (`dlib.py`: offline default; `pyfeat.py`:
-py-feat's detector), chosen by `annotate.backend`. `annotate` runs the backend over every clip
-of the frame store in parallel (local processes or Ray actors: glg/engine.py), streams rows into
-the annotation shards (format: `glg.annotations`) and scores them against the synthesizer's
-ground truth when there is one (`glg.metrics.accuracy`). The paper took pose and AUs from
-OpenFace (Sec IV-C); the backends are its stand-ins.
+One backend per file behind `glg.store.annotations.Backend` (`dlib.py`: offline default;
+`pyfeat.py`: py-feat's detector), chosen by `annotate.backend`. `annotate` runs the backend over
+every clip of the frame store in parallel (local processes or Ray actors: glg/engine.py), streams
+rows into the annotation shards (format: `glg.store.annotations`) and scores them against the
+synthesizer's ground truth when there is one (`glg.metrics.accuracy`). The paper took pose and AUs
+from OpenFace (Sec IV-C); the backends are its stand-ins.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from tqdm import tqdm
 
 from glg.annotate.dlib import DlibBackend
 from glg.annotate.pyfeat import PyFeatBackend, check_weights
-from glg.annotations import (Backend, clear_annotations, failed_result, read_annotations,
-                             to_table, write_identities, write_shard)
 from glg.config import AnnotateConfig
 from glg.engine import clip_results
 from glg.errors import GlgError, reading
-from glg.frames import iter_clip, open_store, read_manifest
 from glg.metrics import write_metrics
 from glg.metrics.accuracy import annotation_accuracy
+from glg.store.annotations import (Backend, clear_annotations, failed_result, read_annotations,
+                             to_table, write_identities, write_shard)
+from glg.store.frames import iter_clip, open_store, read_manifest
 
 
 def make_backend(config: AnnotateConfig) -> Backend:

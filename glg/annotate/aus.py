@@ -13,7 +13,7 @@ An AU that 68 points cannot show (AU06 cheek raiser, AU09 nose wrinkler, AU14 di
 suck: skin, cheek and lip-surface changes with no distinct landmark motion) gets score NaN and
 presence 0: `AUxx_c == 0` together with `AUxx_r` NaN means "not measured", never "absent".
 Thresholds are chosen here (the paper used OpenFace's classifiers, Sec IV-C) and stated per rule:
-round values between neutral and full-intensity renders of `glg.synthetic` faces; the eye
+round values between neutral and full-intensity renders of `glg.synthesize` faces; the eye
 thresholds (AU05, AU07, AU45) were then lowered after the score distributions of a small
 synthetic development set (2 identities x 2 clips, not the demo), since a half-closed eye
 already counts as a blink in the ground truth.
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from glg.landmarks import AU_IDS, eye_centres
+from glg.face.landmarks import AU_IDS, eye_centres
 
 # AUs the geometry covers; the others are NaN (see the module docstring).
 GEOMETRIC_AUS: tuple[int, ...] = (1, 2, 4, 5, 7, 10, 12, 15, 17, 20, 23, 25, 26, 45)

@@ -3,9 +3,8 @@
 Models come from the `face-recognition-models` wheel (found on disk, never imported: its
 `__init__` needs the removed `pkg_resources`). The face is tracked from the previous frame's
 landmarks and re-detected every `redetect_every` frames or when the fit stops looking like a
-face. Head pose is `cv2.solvePnP` of the rigid landmarks against OpenFace's mean face (the paper
-read poses with OpenFace, Sec IV-C, without naming its model: this one is our choice); AUs
-follow the rules in `glg.annotate.aus`.
+face. Head pose is `glg.face.mean_face.head_pose`, PnP of the rigid landmarks against OpenFace's
+mean face; AUs follow the rules in `glg.annotate.aus`.
 """
 
 from __future__ import annotations
@@ -18,10 +17,10 @@ import numpy as np
 from scipy.special import expit
 
 from glg.annotate.aus import action_units
-from glg.annotations import ClipResult, failed_result
-from glg.dlib_models import face_detector, face_embedder, shape_predictor
-from glg.landmarks import eye_centres, interocular, pose_from_rotation
-from glg.mean_face import MEAN_FACE_3D
+from glg.face.dlib_models import face_detector, face_embedder, shape_predictor
+from glg.face.landmarks import eye_centres, interocular
+from glg.face.mean_face import MEAN_FACE_3D, head_pose
+from glg.store.annotations import ClipResult, failed_result
 
 # The clip's identity embedding is the descriptor of its most confident face among the first
 # EMBEDDING_WINDOW frames (or its first face after them): one descriptor costs 0.1-0.2 s of a
@@ -33,18 +32,8 @@ EMBEDDING_WINDOW = 25
 # larger yaw, where the 2D shape departs further from the frontal mean.
 MAX_SHAPE_RESIDUAL = 0.45
 MAX_SCALE_CHANGE = 1.15  # a tracked face may not grow or shrink more than this between frames
-# Focal length of the PnP camera in units of the frame width: a ~60 deg field of view camera
-# frame cropped to 1.8x the face box (extract.crop_scale) gives about 3 crop widths. The
-# crop's true camera is unknown; a longer focal length means a weaker perspective.
-FOCAL = 3.0
 _MEAN_2D = MEAN_FACE_3D[:, :2] - MEAN_FACE_3D[:, :2].mean(0)
 _MEAN_2D = _MEAN_2D / np.linalg.norm(_MEAN_2D)
-# OpenCV's camera has z pointing away from the camera; MEAN_FACE_3D's z points toward it.
-_FLIP_Z = np.diag([1.0, 1.0, -1.0])
-# Pose is fitted to the points expressions barely move: nose, eye corners and the upper jaw
-# line (no chin, lips, lids or brows: an open mouth would otherwise read as a pitch change).
-RIGID_POINTS = (*range(27, 36), 36, 39, 42, 45, 0, 1, 2, 14, 15, 16)
-_OBJECT_POINTS = np.ascontiguousarray(MEAN_FACE_3D[list(RIGID_POINTS)] @ _FLIP_Z)  # (K, 3)
 
 
 def shape_residual(landmarks: np.ndarray) -> float:
@@ -61,26 +50,6 @@ def shape_residual(landmarks: np.ndarray) -> float:
     fitted = s.sum() * _MEAN_2D @ (u @ vt)
     rms = np.sqrt(((p - fitted) ** 2).sum(1).mean())
     return float(rms * norm / max(float(interocular(landmarks)), 1e-6))
-
-
-def head_pose(landmarks: np.ndarray, width: int, height: int) -> tuple[float, float, float]:
-    """(pitch, yaw, roll) in degrees of (68, 2) landmarks, signs as `glg.landmarks.rotation_matrix`.
-
-    PnP of `RIGID_POINTS` against MEAN_FACE_3D, pinhole camera of focal length `FOCAL` widths.
-    """
-    focal = FOCAL * width
-    camera = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], np.float64)
-    image_points = np.ascontiguousarray(landmarks[list(RIGID_POINTS)], dtype=np.float64)
-    ok, rvec, tvec = cv2.solvePnP(_OBJECT_POINTS, image_points, camera, None,
-                                  flags=cv2.SOLVEPNP_EPNP)
-    if ok:
-        ok, rvec, tvec = cv2.solvePnP(_OBJECT_POINTS, image_points, camera, None, rvec, tvec,
-                                      useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
-    if not ok or tvec[2, 0] <= 0:
-        return (np.nan, np.nan, np.nan)
-    rotation_cv, _ = cv2.Rodrigues(rvec)
-    # p_cv = R_cv F X  =>  in MEAN_FACE_3D's frame p = F R_cv F X.
-    return pose_from_rotation(_FLIP_Z @ rotation_cv @ _FLIP_Z)
 
 
 class DlibBackend:

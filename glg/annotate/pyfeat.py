@@ -7,7 +7,7 @@ py-feat is imported, and a missing file fails at once with one `GlgError` naming
 
 Mapping onto the schema (`from_fex`):
 - py-feat's pose convention is +pitch = up, +yaw = turn to the subject's right, +roll = tilt to
-  the subject's right (`feat/detector.py`); glg's (`glg.landmarks.rotation_matrix`) has yaw > 0
+  the subject's right (`feat/detector.py`); glg's (`glg.face.landmarks.rotation_matrix`) has yaw > 0
   nose toward the image right (the subject's left) and roll > 0 clockwise in the image, so
   pitch = Pitch, yaw = -Yaw, roll = -Roll.
 - AUs: `AUxx_r` is py-feat's probability, `AUxx_c` = probability >= 0.5. py-feat has no AU45
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from glg.annotations import ClipResult, failed_result
 from glg.errors import GlgError
-from glg.landmarks import AU_IDS, N_LANDMARKS, X_COLUMNS, Y_COLUMNS
+from glg.face.landmarks import AU_IDS, N_LANDMARKS, X_COLUMNS, Y_COLUMNS
+from glg.store.annotations import ClipResult, failed_result
 
 AU_THRESHOLD = 0.5  # presence when py-feat's AU probability reaches this
 BATCH = 16  # frames per py-feat forward pass

@@ -22,16 +22,16 @@ import torch
 from glg.config import EvaluateConfig
 from glg.data import EvaluationPairs
 from glg.errors import GlgError, reading
+from glg.evaluate.face_id import make_embedder
+from glg.evaluate.face_reading import FaceReader, measured_aus
 from glg.evaluate.figures import write_distributions, write_grid
 from glg.evaluate.scoring import OUTPUTS, Scores, clip_neutrals_of, score_pairs, subset
-from glg.face_id import make_embedder
-from glg.face_reading import FaceReader, measured_aus
-from glg.frames import read_manifest
-from glg.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS
+from glg.face.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS
 from glg.metrics import write_metrics
 from glg.metrics.accuracy import annotation_accuracy
-from glg.prepared import PAIRS, SCENARIOS, read_identities
-from glg.weights import load_landmark_generator, load_reenactor
+from glg.store.frames import read_manifest
+from glg.store.networks import load_landmark_generator, load_reenactor
+from glg.store.prepared import PAIRS, SCENARIOS, read_identities
 
 PAIRS_TABLE = "pairs.parquet"  # under the stage's data folder, one row per pair and output
 DISTRIBUTIONS = "distributions.png"  # under the figures folder, beside grids/<scenario>.png

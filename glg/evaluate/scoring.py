@@ -4,7 +4,7 @@ output (the oracle: SSIM 1, PRMSE and AUCON at the annotator's own noise) and th
 as the output (CSIM's ceiling; its PRMSE and AUCON measure how far the pairs' poses and
 expressions lie apart).
 
-Faces are read at `evaluate.read_size` px by a `glg.face_reading.FaceReader`: sources and
+Faces are read at `evaluate.read_size` px by a `glg.evaluate.face_reading.FaceReader`: sources and
 driving frames are keyed by their prepared row, so a frame repeated across pairs is read once.
 An output is read against the AU neutral of the source's clip (it shows the source person).
 """
@@ -20,11 +20,12 @@ import pandas as pd
 import torch
 
 from glg.annotate.aus import neutral
-from glg.data import EvaluationPairs, PreparedFrames, pairs_batch
-from glg.face_reading import Clip, FaceReader, Readings
-from glg.landmarks import POSE_COLUMNS, rescale_points
+from glg.data import EvaluationPairs, pairs_batch
+from glg.evaluate.face_reading import Clip, FaceReader, Readings
+from glg.face.landmarks import POSE_COLUMNS, rescale_points
 from glg.metrics.faces import AuAgreement, Csim, PoseError, aucon, csim, prmse
 from glg.metrics.images import psnr, ssim
+from glg.store.prepared import PreparedFrames
 
 # What stands in as "the output" in each row: the reenactor's, or a sanity row's frame.
 OUTPUTS = ("model", "driving_as_output", "source_as_output")
@@ -61,7 +62,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def resize(images: np.ndarray, side: int) -> np.ndarray:
     """(N, S, S, 3) uint8 -> (N, side, side, 3): bilinear up, area down (pixel convention:
-    `glg.landmarks`); unchanged when S is `side`."""
+    `glg.face.landmarks`); unchanged when S is `side`."""
     if images.shape[1] == side:
         return images
     method = cv2.INTER_LINEAR if side > images.shape[1] else cv2.INTER_AREA

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from glg.landmarks import (
+from glg.face.landmarks import (
     AU_IDS,
     AU_PRESENCE,
     AU_SCORE,

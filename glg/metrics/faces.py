@@ -1,6 +1,6 @@
 """CSIM, PRMSE and AUCON (thesis 4.2, Eq. 4.1 and 4.4; paper Sec IV-C) on what a
-`glg.face_reading.FaceReader` read (`FaceReadings`). A pair whose output (or, for CSIM, source)
-shows no face is NaN in `per_pair`, counted in `no_face`, and every `summary()` reports both
+`glg.evaluate.face_reading.FaceReader` read (`FaceReadings`). A pair whose output (or, for CSIM,
+source) shows no face is NaN in `per_pair`, counted in `no_face`, and every `summary()` reports both
 counts beside the mean."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from glg.errors import GlgError
-from glg.landmarks import AU_IDS, POSE_COLUMNS
+from glg.face.landmarks import AU_IDS, POSE_COLUMNS
 
 
 class FaceReadings(Protocol):
-    """What the face metrics read of N images (`glg.face_reading.Readings` is one)."""
+    """What the face metrics read of N images (`glg.evaluate.face_reading.Readings` is one)."""
 
     found: np.ndarray  # (N,) bool
     pose: np.ndarray  # (N, 3) degrees

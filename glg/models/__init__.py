@@ -1,9 +1,9 @@
 """The glg networks behind one facade, `build_model`: the `model` params pick the variant.
 
-The paper's variants and their params: `glg.variants`. `model.landmark_mode` (lst: Eq. 3; lgan:
-the landmark GAN's, built here by `build_landmark_gan` and trained by its own stage) changes only
-the landmarks the loader draws (`glg.data`), not the networks. Conventions of every tensor:
-`glg.warp`.
+The paper's variants and their params: `glg.config.variants`. `model.landmark_mode` (lst: Eq. 3;
+lgan: the landmark GAN's, built here by `build_landmark_gan` and trained by its own stage) changes
+only the landmarks the loader draws (`glg.data`), not the networks. Conventions of every tensor:
+`glg.models.warp`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ import torch
 from torch import nn
 
 from glg.config import LganConfig, ModelConfig
+from glg.face.parts import paste_parts
 from glg.models.discriminator import Judgement, PatchDiscriminator
 from glg.models.flow import FlowEstimator
 from glg.models.generator import ImageGenerator
 from glg.models.lgan import LandmarkDiscriminator, LandmarkGenerator
-from glg.models.parts import PartsReenactor, crop_parts, paste_parts
+from glg.models.parts import PartsReenactor
 
 __all__ = ["Judgement", "LandmarkDiscriminator", "LandmarkGenerator", "PatchDiscriminator",
            "Reenactment", "Reenactor", "build_discriminator", "build_landmark_gan", "build_model",
-           "crop_parts", "parameter_counts", "paste_parts"]
+           "parameter_counts"]
 
 
 class Reenactment(NamedTuple):

@@ -4,7 +4,7 @@ Both trunks turn one image into two flow features u (B, 2, D); the ViT also regr
 image's 68 landmarks from a third token (an auxiliary task, Sec III-A). The head compresses
 u_s and u_d to 2x128 each, flattens and concatenates them (512), maps them with an MLP to 6272
 = 128x7x7 and decodes that with transposed convolutions into a flow (B, 2, S, S) in the
-unit coordinates of `glg.warp`.
+unit coordinates of `glg.models.warp`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from torch import nn
 
 from glg.config import ModelConfig
 from glg.errors import GlgError
-from glg.landmarks import N_LANDMARKS
-from glg.warp import FLOW_MAP_SIDE, flow_upsamplings, pixels_from_unit
+from glg.face.landmarks import N_LANDMARKS
+from glg.models.warp import FLOW_MAP_SIDE, flow_upsamplings, pixels_from_unit
 
 FLOW_TOKENS = 2  # rows of t that carry flow features (Sec III-A)
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of the one-channel patch input
@@ -169,7 +169,7 @@ class FlowHead(nn.Module):
 
 
 class FlowEstimate(NamedTuple):
-    flow: torch.Tensor  # (B, 2, S, S), unit coordinates (glg.warp)
+    flow: torch.Tensor  # (B, 2, S, S), unit coordinates (glg.models.warp)
     source_landmarks: torch.Tensor | None  # (B, 68, 2) px, ViT auxiliary output; None for ResNet
     driving_landmarks: torch.Tensor | None  # (B, 68, 2) px
 

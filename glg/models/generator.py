@@ -16,7 +16,7 @@ from torch import nn
 
 from glg.config import ModelConfig
 from glg.models.style import StyledConv, StyleEncoder
-from glg.warp import ALIGN_CORNERS, flow_upsamplings, warp
+from glg.models.warp import ALIGN_CORNERS, flow_upsamplings, warp
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ The MLP widths are Fig. 5's, lost, so chosen (the `lgan` params).
 ID_s is always a (B,) identity index, a row of the prepare stage's identity table. With
 `lgan.identity_input=embedding` it selects a learned embedding per known identity (the paper);
 with `face_recognition` it selects that person's face-recognition embedding (a frozen buffer,
-`glg.annotations.read_identity_embeddings`), projected by a learned layer, which extends to
+`glg.store.annotations.read_identity_embeddings`), projected by a learned layer, which extends to
 identities never trained on (thesis 5.2's future work).
 """
 
@@ -20,8 +20,8 @@ from torch import nn
 
 from glg.config import LganConfig
 from glg.errors import GlgError
-from glg.landmarks import AU_IDS, N_LANDMARKS
-from glg.warp import pixels_from_unit, unit_from_pixels
+from glg.face.landmarks import AU_IDS, N_LANDMARKS
+from glg.models.warp import pixels_from_unit, unit_from_pixels
 
 POSE_SCALE = 90.0  # degrees to "normalised angles" (Eq. 3.4): +-90 deg -> +-1; the scale is chosen
 

@@ -8,7 +8,7 @@ server averages the weights (equal shares as thesis 3.6.2, or by training pairs 
 `federated.max_rounds`. Flower has no stop rule of its own: the loop is written on the Grid.
 A client that does not reply in `federated.round_timeout` seconds, or replies with an error, is
 named in the log and the round is averaged over the others. After each round the global G, D,
-the round and the loss history are checkpointed atomically (glg.checkpoint); a rerun resumes
+the round and the loss history are checkpointed atomically (glg.store.checkpoint); a rerun resumes
 after the last finished round, and a client's local round depends only on (seed, round,
 identity) and the global weights, so the resumed run ends where an uninterrupted one does.
 """
@@ -28,14 +28,15 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
-from glg.checkpoint import load_checkpoint, restore, save_checkpoint, training_state
 from glg.config import (FederatedConfig, LossConfig, ModelConfig, TrainConfig, parse_section,
                         to_dict)
-from glg.data import PreparedFrames, TrainingPairs, iterate_pairs
+from glg.data import TrainingPairs, iterate_pairs
 from glg.errors import GlgError
-from glg.train.reenact_step import Networks, build_networks, build_perceptual, train_step
+from glg.store.checkpoint import load_checkpoint, restore, save_checkpoint, training_state
+from glg.store.networks import load_landmark_generator, save_reenactor
+from glg.store.prepared import PreparedFrames
+from glg.train.reenactor_step import Networks, build_networks, build_perceptual, train_step
 from glg.train.runtime import FiniteWatch, Trained, adam, open_live, start_runtime
-from glg.weights import load_landmark_generator, save_reenactor
 
 VARIANCE_ROUNDS = 5  # Var(L_G) "from the last 5 rounds" (thesis 3.6.2)
 # The federated params a run's weights depend on; max_rounds and round_timeout are not, so

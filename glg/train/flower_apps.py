@@ -19,12 +19,12 @@ import torch
 
 import glg.engine  # noqa: F401  sets RAY_ENABLE_UV_RUN_RUNTIME_ENV before Ray is imported
 from glg.config import FederatedConfig, LossConfig, ModelConfig, TrainConfig, load_params
-from glg.data import PreparedFrames
 from glg.errors import GlgError
+from glg.store.networks import load_landmark_generator
+from glg.store.prepared import PreparedFrames
 from glg.train.federated import Job, federate, local_round, training_identities
-from glg.train.reenact_step import input_digests
+from glg.train.reenactor_step import input_digests
 from glg.train.runtime import Trained, code_digest
-from glg.weights import load_landmark_generator
 
 # Flower reads these when it starts; no telemetry and no update check, here and on CI
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")

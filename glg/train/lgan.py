@@ -2,7 +2,7 @@
 
 The thesis gives no loss or optimiser for it; we take pix2pix's (Isola et al. 2017), the usual
 conditional GAN with a ground truth: the DCGAN loss of a discriminator that sees the condition
-(`glg.losses`, Eq. 3.7's form) plus lambda = 100 times the L1 distance to the frame's own
+(`glg.train.losses`, Eq. 3.7's form) plus lambda = 100 times the L1 distance to the frame's own
 landmarks, in unit coordinates (pix2pix's images are in [-1, 1] too); Adam at 2e-4, betas
 (0.5, 0.999). Each step updates the discriminator, then the generator.
 
@@ -21,22 +21,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glg import losses
 from glg.annotate.aus import GEOMETRIC_AUS, action_units
-from glg.annotate.dlib import head_pose
-from glg.annotations import read_identity_embeddings
-from glg.checkpoint import digest, load_checkpoint, restore, save_checkpoint, training_state
 from glg.config import LganConfig, to_dict
-from glg.data import PreparedFrames
 from glg.errors import GlgError
-from glg.landmarks import AU_IDS, POSE_COLUMNS
+from glg.face.landmarks import AU_IDS, POSE_COLUMNS
+from glg.face.mean_face import head_pose
 from glg.metrics.accuracy import au_agreement, nme, pose_rmse
 from glg.models import build_landmark_gan
-from glg.prepared import read_identities
+from glg.models.warp import unit_from_pixels
+from glg.store.annotations import read_identity_embeddings
+from glg.store.checkpoint import digest, load_checkpoint, restore, save_checkpoint, training_state
+from glg.store.networks import save_landmark_generator
+from glg.store.prepared import PreparedFrames, read_identities
+from glg.train import losses
 from glg.train.runtime import (Trained, adam, check_finite, code_digest, open_live,
                                prepared_digest, start_runtime)
-from glg.warp import unit_from_pixels
-from glg.weights import save_landmark_generator
 
 VALIDATION_FRAMES = 2000  # frames scored per validation set at most: a stable mean, bounded time
 KEEP_CHECKPOINTS = 2  # the newest checkpoints kept (issue 9)

@@ -25,10 +25,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from glg.checkpoint import digest
-from glg.data import PreparedFrames
 from glg.errors import GlgError
-from glg.frames import SHARD_GLOB
+from glg.store.checkpoint import digest
+from glg.store.frames import SHARD_GLOB
+from glg.store.prepared import PreparedFrames
 
 
 class Runtime(NamedTuple):

@@ -1,6 +1,7 @@
-"""The prepared-data format: what `prepare` writes to `data/prepared/` and the loader reads.
+"""The prepared-data format: what `prepare` writes to `data/prepared/` and the loader reads
+(`PreparedFrames`, memory-mapped).
 
-- a frame store (format: `glg.frames`) of the usable frames at S = `prepare.image_px`, JPEG at
+- a frame store (format: `glg.store.frames`) of the usable frames at S = `prepare.image_px`, JPEG at
   `prepare.jpeg_quality`, clips in (identity, video) order: `shard-NNNNN.jpegs`,
   `locations.npy` (its `frame` column is the frame's index in data/frames and the annotations),
   `manifest.parquet`, `clips.parquet`; a frame's row in the store is its row everywhere below;
@@ -24,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from glg.errors import GlgError, reading
-from glg.frames import clear_store
-from glg.parts import PART_NAMES
+from glg.face.parts import PART_NAMES
+from glg.store.frames import FRAME, FrameStore, clear_store
 
 PAIRS = "pairs.parquet"
 IDENTITIES = "identities.parquet"
@@ -90,3 +91,51 @@ def read_identities(prepared_dir: Path) -> tuple[pd.DataFrame, np.ndarray, np.nd
     stats = table[list(STAT_COLUMNS)].to_numpy(np.float64).reshape(len(table), 2, 2, 68)
     mean, std = stats[:, 0].transpose(0, 2, 1), stats[:, 1].transpose(0, 2, 1)  # (I, 68, 2)
     return table.drop(columns=list(STAT_COLUMNS)), mean, std
+
+
+class PreparedFrames:
+    """The prepared frames and their annotations, memory-mapped: nothing per frame is read into
+    memory until a row is asked for (the format above)."""
+
+    def __init__(self, prepared_dir: str | Path):
+        self.dir = Path(prepared_dir)
+        self.landmarks = read_array(self.dir, "landmarks")  # (N, 68, 2) float32, S pixels
+        self.pose = read_array(self.dir, "pose")  # (N, 3) float32 degrees
+        self.aus = read_array(self.dir, "aus")  # (N, 18) float32 0/1
+        self.identity = read_array(self.dir, "identity")  # (N,) int64 row of identities.parquet
+        self.clip = read_array(self.dir, "clip")  # (N,) int64 row of `clips`
+        self.split = read_array(self.dir, "split")  # (N,) int8 index into SPLITS
+        self.store = FrameStore(self.dir)  # the S px JPEG frames
+        self.frame = self.store.locations[:, FRAME]  # (N,) int64 frame index within its clip
+        table, self.mean, self.std = read_identities(self.dir)  # (I, 68, 2) each
+        index = dict(zip(table["identity"], table["index"]))
+        self.clips = self.store.clips[["identity", "video"]].copy()  # one row per clip
+        self.clips["identity_index"] = self.clips["identity"].map(index).astype(np.int64)
+        self.part_sizes = read_parts(self.dir)  # 4 x (h, w)
+        self.size = self.store.frame_size()  # S
+
+    def __len__(self) -> int:
+        return len(self.identity)
+
+    def __getstate__(self) -> dict:
+        return {"dir": self.dir}  # a worker maps the files itself: no copy of the arrays
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["dir"])
+
+    def rows(self, split: str) -> np.ndarray:
+        """Row indices of one split (`SPLITS`), in stored order, clip by clip."""
+        return np.flatnonzero(self.split == SPLITS.index(split))
+
+    def key(self, index: int) -> tuple[str, str, int]:
+        """(identity, video, frame) of a row."""
+        clip = self.clips.iloc[self.clip[index]]
+        return clip["identity"], clip["video"], int(self.frame[index])
+
+    def image(self, index: int) -> np.ndarray:
+        """(S, S, 3) uint8 RGB frame, decoded on the CPU (libjpeg-turbo through OpenCV)."""
+        return self.store.image(index)
+
+    def jpeg(self, index: int) -> np.ndarray:
+        """The frame's JPEG file, (bytes,) uint8, for decoding elsewhere (`glg.data`)."""
+        return self.store.jpeg(index)

@@ -1,5 +1,5 @@
 """B-spline landmark heatmaps (Sec III-B): the one-channel face sketch the part networks and the
-style branch read. Landmarks follow `glg.landmarks`' pixel convention.
+style branch read. Landmarks follow `glg.face.landmarks`' pixel convention.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 from scipy.interpolate import splev, splprep
 
 from glg.errors import GlgError
-from glg.landmarks import (INNER_LIPS, JAW, LEFT_BROW, LEFT_EYE, N_LANDMARKS, NOSE_BRIDGE, NOSTRILS,
-                           OUTER_LIPS, RIGHT_BROW, RIGHT_EYE)
+from glg.face.landmarks import (INNER_LIPS, JAW, LEFT_BROW, LEFT_EYE, N_LANDMARKS, NOSE_BRIDGE,
+                                NOSTRILS, OUTER_LIPS, RIGHT_BROW, RIGHT_EYE)
 
 # The curves of the heatmap: each part's points joined by one B-spline, closed for eyes and lips
 # (Sec III-B: "the outlines of the face, eyes, eye brows, nose and mouth").

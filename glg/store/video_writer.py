@@ -1,6 +1,6 @@
 """Writing `glg reenact`'s video: H.264 frames through PyAV with another video's audio track
 copied, under a temporary name renamed only when complete, and the face pasted back into a frame.
-Frames are RGB uint8 (colour convention: glg/video.py).
+Frames are RGB uint8 (colour convention: glg/store/video.py).
 """
 
 from __future__ import annotations

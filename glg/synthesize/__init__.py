@@ -2,8 +2,8 @@
 
 `synthesize` (the stage's function) plans every clip (`plans.py`) of every identity
 (`faces.py`), renders and encodes the clips over a pool of processes (`render.py`) and writes
-their exact ground truth, one row per frame: landmarks (px, glg/landmarks.py's convention), pose
-(degrees) and the presence of the paper's 18 AUs (Sec III-B-2).
+their exact ground truth, one row per frame: landmarks (px, glg/face/landmarks.py's convention),
+pose (degrees) and the presence of the paper's 18 AUs (Sec III-B-2).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import pandas as pd
 
 from glg.config import SynthesizeConfig
 from glg.errors import GlgError
-from glg.landmarks import AU_PRESENCE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS
-from glg.synthetic.faces import Identity
-from glg.synthetic.plans import ClipPlan, plan_dataset
-from glg.synthetic.render import render_clip
+from glg.face.landmarks import AU_PRESENCE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS
+from glg.synthesize.faces import Identity
+from glg.synthesize.plans import ClipPlan, plan_dataset
+from glg.synthesize.render import render_clip
 
 GROUND_TRUTH = "ground_truth.parquet"
 

@@ -1,6 +1,6 @@
 """The four face parts re-enacted one by one (Sec III-B): their landmarks, boxes, centres and the
 one rounding rule that places a fixed-size part crop, for numpy here and for torch in
-`glg.models.parts`. Landmarks follow `glg.landmarks`' pixel convention.
+`glg.models.parts`. Landmarks follow `glg.face.landmarks`' pixel convention.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from glg.errors import GlgError
-from glg.landmarks import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE
+from glg.face.landmarks import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE
 
 # The four individually re-enacted parts (Sec III-B), in the order every tensor uses.
 PART_NAMES = ("left_eye", "right_eye", "nose", "mouth")
@@ -38,7 +38,7 @@ def crop_origin(centres: np.ndarray, height: int, width: int) -> np.ndarray:
 
     The one rounding rule for cutting a part out and for pasting a re-enacted part back, numpy's
     here and torch's in `glg.models.parts`: a box's middle pixel, x0 + (width - 1) / 2 in
-    `glg.landmarks`' convention, is the one nearest to the centre (halves round up).
+    `glg.face.landmarks`' convention, is the one nearest to the centre (halves round up).
     """
     half = (np.array([width, height]) - 1) / 2.0
     return np.floor(np.asarray(centres, dtype=np.float64) - half + 0.5).astype(np.int64)

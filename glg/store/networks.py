@@ -17,11 +17,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from glg.checkpoint import atomic_save
 from glg.config import parse_section, to_dict
 from glg.errors import GlgError
 from glg.models import LandmarkGenerator, Reenactor, build_landmark_gan, build_model
-from glg.prepared import read_identities, read_parts
+from glg.store.checkpoint import atomic_save
+from glg.store.prepared import read_identities, read_parts
 
 LGAN_FILE = "lgan.pt"
 REENACTOR_FILE = "reenactor.pt"
@@ -30,7 +30,7 @@ FORMAT = 2  # of both files; 2: format, kind, identities and part sizes (issue 1
 
 class IdentityStats(NamedTuple):
     """The trained-on people: names (I,) and Eq. 3's landmark mean and std, (I, 68, 2) each, in
-    pixels of the S crop (`glg.prepared`'s identity table)."""
+    pixels of the S crop (`glg.store.prepared`'s identity table)."""
 
     names: tuple[str, ...]
     mean: np.ndarray

@@ -1,8 +1,8 @@
 """Face-recognition embedders for CSIM (thesis 4.2, Eq. 4.1): dlib's ResNet and ArcFace's IResNet.
 
 An embedder maps RGB uint8 images (N, H, W, 3) and their (N, 68, 2) landmarks (pixels, convention
-of `glg.landmarks`) to L2-normalised embeddings (N, D) float32, NaN rows where the landmarks are
-NaN (no face found). Each aligns the face the way its network was trained to see it:
+of `glg.face.landmarks`) to L2-normalised embeddings (N, D) float32, NaN rows where the landmarks
+are NaN (no face found). Each aligns the face the way its network was trained to see it:
 - `dlib` (D = 128, default, offline): dlib's own 150 px face chip from the 68-point shape, then
   dlib's face-recognition ResNet (`DlibResNet`: the network of `compute_face_descriptor`, its
   weights read from the face-recognition-models wheel, run by torch in batches).
@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from glg.annotate.dlib import dlib_shape
-from glg.dlib_models import FACE_EMBEDDER, model_file
 from glg.errors import GlgError
-from glg.landmarks import LEFT_EYE, RIGHT_EYE
+from glg.face.dlib_models import FACE_EMBEDDER, model_file
+from glg.face.landmarks import LEFT_EYE, RIGHT_EYE
 
 ARCFACE_SIZE = 112  # input side of every arcface_torch model, px
 # insightface's five-point template for 112x112 crops (python-package/insightface/utils/

@@ -1,7 +1,7 @@
 """`glg report`: the runs of `dvc exp show --json` set beside the paper's Tables I-V and thesis
-Table 4.7 (glg/paper_tables.py), with the sanity rows, the metric backends, the perceptual-loss
-weights and the training steps, written to `reports/report.md` and the figure it shows; and the
-compact scenario x metric summary `make demo` prints.
+Table 4.7 (glg/report/paper_tables.py), with the sanity rows, the metric backends, the
+perceptual-loss weights and the training steps, written to `reports/report.md` and the figure it
+shows; and the compact scenario x metric summary `make demo` prints.
 
 Reads JSON only (no torch): `metrics/evaluate.json` (scenario -> metrics, `backends`, and an
 extra all-unseen dataset as `<name> -> unseen -> metrics`), `metrics/evaluate_sanity.json`
@@ -21,9 +21,9 @@ from pathlib import Path
 
 from glg.config import (DataConfig, LganConfig, LossConfig, ModelConfig, PrepareConfig,
                         TrainConfig, parse_section)
+from glg.config.variants import variant_name
 from glg.errors import ConfigError, GlgError
-from glg.paper_tables import HIGHER_IS_BETTER, TABLES, PaperTable, paper_value
-from glg.variants import variant_name
+from glg.report.paper_tables import HIGHER_IS_BETTER, TABLES, PaperTable, paper_value
 
 EVALUATE = "metrics/evaluate.json"
 SANITY = "metrics/evaluate_sanity.json"
@@ -128,7 +128,7 @@ def _run(entry: dict, name: str) -> Run:
     return run
 
 
-# Params whose demo values depart from the paper's recipe (glg/sections.py has the paper's).
+# Params whose demo values depart from the paper's recipe (glg/config/sections.py has the paper's).
 RECIPE_CHOICES = {"model": ("output", "generator_channels"), "loss": ("warp",)}
 
 

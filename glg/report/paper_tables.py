@@ -72,7 +72,8 @@ TABLES: tuple[PaperTable, ...] = (
                    ("ViT+Style", (0.587, 3.22, 0.668)),
                    ("ResNet", (0.570, 2.57, 0.695)),
                    ("ResNet+Style", (0.606, 2.97, 0.670)))),
-    # the thesis writes the full model "ResNet+Style+LGAN"; glg.variants calls it ResNet+LGAN+Style
+    # the thesis writes the full model "ResNet+Style+LGAN"; glg.config.variants calls it
+    # ResNet+LGAN+Style
     PaperTable("4.7", "Evaluation of federated face reenactment on CelebV",
                "thesis Table 4.7 (Sec 4.3.5), p. 40", "known", True, _THREE, (
                    ("ResNet+Style (C)", (0.606, 2.97, 0.670)),

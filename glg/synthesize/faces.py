@@ -5,8 +5,8 @@ dlib landmarks, lifted to a 3D neutral face by a weak-perspective fit of MEAN_FA
 own face shape and colouring. `move_by_aus` moves that face by the frame's action units (the
 paper's 18, Sec III-B-2); `project` turns and projects it.
 
-Images are RGB uint8 `(H, W, 3)` (glg/video.py); landmarks `(68, 2)` px under glg/landmarks.py's
-pixel convention; 3D shapes `(N, 3)` in MEAN_FACE_3D's frame, mm.
+Images are RGB uint8 `(H, W, 3)` (glg/store/video.py); landmarks `(68, 2)` px under
+glg/face/landmarks.py's pixel convention; 3D shapes `(N, 3)` in MEAN_FACE_3D's frame, mm.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import numpy as np
 import skimage.data
 from matplotlib import cbook
 
-from glg.dlib_models import face_detector, shape_predictor
 from glg.errors import GlgError
-from glg.landmarks import AU_IDS, JAW, LEFT_EYE, MOUTH, NOSE, RIGHT_EYE
-from glg.mean_face import MEAN_FACE_3D
+from glg.face.dlib_models import face_detector, shape_predictor
+from glg.face.landmarks import AU_IDS, JAW, LEFT_EYE, MOUTH, NOSE, RIGHT_EYE
+from glg.face.mean_face import MEAN_FACE_3D
 
 PORTRAITS = ("astronaut", "grace_hopper")  # identity i is deformed from PORTRAITS[i % 2]
 PIVOT = np.array([0.0, 30.0, -90.0])  # the head turns about a point behind the face (neck), mm

@@ -7,7 +7,7 @@ frames. A folder holds no frame rate, so its images are taken as consecutive fra
 
 Colour convention, stated once for glg: images in numpy are RGB uint8 `(H, W, 3)`. OpenCV's BGR
 order exists only where frames come from or go to OpenCV's codecs (decoding, cropping before
-JPEG encoding, the JPEG helpers of glg/frames.py), and an array in BGR order is always named
+JPEG encoding, the JPEG helpers of glg/store/frames.py), and an array in BGR order is always named
 `bgr`: extract crops and encodes decoded frames in BGR and never pays for a colour conversion.
 """
 

@@ -1,13 +1,18 @@
 """OpenFace's mean 3D face of the 68 landmarks: the rigid model behind head pose (the paper read
 poses with OpenFace, Sec IV-C; which of its models is not said).
 
-Used by annotate (PnP pose), the synthesizer (identity shapes) and the tests. Points are in
-`glg.landmarks`' order, in mm-like units: x to the image right, y down, z toward the camera.
+`head_pose` fits it to 2D landmarks (PnP): annotate's pose, and the landmark GAN's trainer and
+evaluate reading the pose of generated landmarks; the synthesizer shapes identities from it.
+Points are in `glg.face.landmarks`' order, in mm-like units: x to the image right, y down, z
+toward the camera.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+
+from glg.face.landmarks import pose_from_rotation
 
 # OpenFace's "wild" point distribution model (our choice of OpenFace's models: the paper does
 # not name one).
@@ -85,3 +90,33 @@ MEAN_FACE_3D = np.array(
     dtype=np.float64,
 )
 
+# Focal length of the PnP camera in units of the frame width: a ~60 deg field of view camera
+# frame cropped to 1.8x the face box (extract.crop_scale) gives about 3 crop widths. The
+# crop's true camera is unknown; a longer focal length means a weaker perspective.
+FOCAL = 3.0
+# OpenCV's camera has z pointing away from the camera; MEAN_FACE_3D's z points toward it.
+_FLIP_Z = np.diag([1.0, 1.0, -1.0])
+# Pose is fitted to the points expressions barely move: nose, eye corners and the upper jaw
+# line (no chin, lips, lids or brows: an open mouth would otherwise read as a pitch change).
+RIGID_POINTS = (*range(27, 36), 36, 39, 42, 45, 0, 1, 2, 14, 15, 16)
+_OBJECT_POINTS = np.ascontiguousarray(MEAN_FACE_3D[list(RIGID_POINTS)] @ _FLIP_Z)  # (K, 3)
+
+
+def head_pose(landmarks: np.ndarray, width: int, height: int) -> tuple[float, float, float]:
+    """(pitch, yaw, roll) degrees of (68, 2) landmarks, signs as `landmarks.rotation_matrix`.
+
+    PnP of `RIGID_POINTS` against MEAN_FACE_3D, pinhole camera of focal length `FOCAL` widths.
+    """
+    focal = FOCAL * width
+    camera = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], np.float64)
+    image_points = np.ascontiguousarray(landmarks[list(RIGID_POINTS)], dtype=np.float64)
+    ok, rvec, tvec = cv2.solvePnP(_OBJECT_POINTS, image_points, camera, None,
+                                  flags=cv2.SOLVEPNP_EPNP)
+    if ok:
+        ok, rvec, tvec = cv2.solvePnP(_OBJECT_POINTS, image_points, camera, None, rvec, tvec,
+                                      useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
+    if not ok or tvec[2, 0] <= 0:
+        return (np.nan, np.nan, np.nan)
+    rotation_cv, _ = cv2.Rodrigues(rvec)
+    # p_cv = R_cv F X  =>  in MEAN_FACE_3D's frame p = F R_cv F X.
+    return pose_from_rotation(_FLIP_Z @ rotation_cv @ _FLIP_Z)

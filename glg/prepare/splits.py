@@ -155,7 +155,7 @@ def _listed_clips(keys: list[tuple[str, str]], entries: list[str],
 
 
 def split_counts(clips: pd.DataFrame) -> dict[str, int]:
-    """Frames per split (glg.prepared.SPLITS order) of clips from `assign_splits`."""
+    """Frames per split (glg.store.prepared.SPLITS order) of clips from `assign_splits`."""
     frames = clips["frames"] - clips["holdout"]
     return {"train": int(frames[clips["split"] == "train"].sum()),
             "holdout": int(clips["holdout"].sum()),

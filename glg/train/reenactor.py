@@ -19,18 +19,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from glg import losses
-from glg.checkpoint import load_checkpoint, restore, save_checkpoint, training_state
 from glg.config import FederatedConfig, LossConfig, ModelConfig, TrainConfig, to_dict
+from glg.config.variants import variant_name
 from glg.data import EvaluationPairs, Pair, TrainingPairs, iterate_pairs, pairs_batch
 from glg.models import Reenactment
-from glg.train.reenact_step import (Networks, build_networks, build_perceptual, input_digests,
+from glg.models.warp import warp
+from glg.store.checkpoint import load_checkpoint, restore, save_checkpoint, training_state
+from glg.store.networks import load_landmark_generator, save_reenactor
+from glg.train import losses
+from glg.train.reenactor_step import (Networks, build_networks, build_perceptual, input_digests,
                                    train_step)
 from glg.train.runtime import (FiniteWatch, Runtime, StepTimer, Trained, adam, autocast,
                                distribute, open_live, start_runtime, stop_runtime)
-from glg.variants import variant_name
-from glg.warp import warp
-from glg.weights import load_landmark_generator, save_reenactor
 
 # The train params a run's weights depend on; a checkpoint written under other values of the
 # rest (steps, intervals, workers, device, precision, compile) is resumed, so that more steps

@@ -1,11 +1,11 @@
 """Faces of independent images for the evaluation (thesis 4.2): whether a face is found, its 68
-landmarks, pose, AUs and identity embedding, read by the `annotate` backend and a `glg.face_id`
-embedder, each keyed image once.
+landmarks, pose, AUs and identity embedding, read by the `annotate` backend and a
+`glg.evaluate.face_id` embedder, each keyed image once.
 
 Unlike `annotate`, which tracks a face through a clip, every image here stands alone: the dlib
 backend detects and fits it afresh (the detection path of `glg.annotate.dlib`, with its shape
 check), py-feat reads it as it reads any frame. Landmarks are in the image's pixels
-(`glg.landmarks`), pose in degrees (`glg.landmarks.rotation_matrix`).
+(`glg.face.landmarks`), pose in degrees (`glg.face.landmarks.rotation_matrix`).
 
 AU baselines (dlib): the geometric rules of `glg.annotate.aus` compare a face with the neutral
 of its clip. An image read here is compared with the neutral of the clip whose person it shows,
@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 
 from glg.annotate.aus import GEOMETRIC_AUS, action_units, neutral
-from glg.annotate.dlib import MAX_SHAPE_RESIDUAL, DlibBackend, head_pose, shape_residual
+from glg.annotate.dlib import MAX_SHAPE_RESIDUAL, DlibBackend, shape_residual
 from glg.errors import GlgError
-from glg.face_id import Embedder
-from glg.landmarks import AU_IDS, N_LANDMARKS, landmarks_from_table
+from glg.evaluate.face_id import Embedder
+from glg.face.landmarks import AU_IDS, N_LANDMARKS, landmarks_from_table
+from glg.face.mean_face import head_pose
 
 Clip = tuple[str, str]  # (identity, video) of a stored clip
 Annotator = Literal["dlib", "pyfeat"]

@@ -1,10 +1,10 @@
 """The `extract` stage: every video under `data.videos` -> face crops in the frame store.
 
-Issue 2, part 5: each clip is decoded and sampled (glg/video.py), cropped to square face crops
-of `extract.crop_px` px (glg/face_crop.py; 256, the size VoxCeleb1 and CelebV come in, paper
+Issue 2, part 5: each clip is decoded and sampled (glg/store/video.py), cropped to square face crops
+of `extract.crop_px` px (glg/face/crop.py; 256, the size VoxCeleb1 and CelebV come in, paper
 Sec IV-A) and JPEG-encoded by worker processes (local or Ray actors: glg/engine.py), each into
 its own spool file; this process then moves the spool files in sorted path order into the frame
-store (format: glg/frames.py; its manifest's extract columns: `EXTRACT_COLUMNS`) and lists the
+store (format: glg/store/frames.py; its manifest's extract columns: `EXTRACT_COLUMNS`) and lists the
 skipped clips with their reasons in `skipped.csv`.
 """
 
@@ -30,10 +30,10 @@ from tqdm import tqdm
 from glg.config import ExtractConfig
 from glg.engine import clip_results
 from glg.errors import GlgError
-from glg.dlib_models import face_detector
-from glg.face_crop import CropCounts, crop_clip
-from glg.frames import FrameStoreWriter, clear_store, encode_bgr
-from glg.video import Clip, SkipClip, find_clips, sample_frames
+from glg.face.crop import CropCounts, crop_clip
+from glg.face.dlib_models import face_detector
+from glg.store.frames import FrameStoreWriter, clear_store, encode_bgr
+from glg.store.video import Clip, SkipClip, find_clips, sample_frames
 
 SKIPPED = "skipped.csv"
 SPOOL = ".spool"  # the workers' spool files, one per clip, removed when the run ends
@@ -113,12 +113,12 @@ def _extract_in_worker(job: tuple[Clip, ExtractConfig, Path]) -> ClipFrames:
 
 def _local_pool(workers: int) -> multiprocessing.pool.Pool:
     """Worker processes forked from a clean server that has imported this module
-    (glg/_extract_preload.py), so a worker starts in milliseconds instead of 0.25 s of imports.
+    (glg/extract/_preload.py), so a worker starts in milliseconds instead of 0.25 s of imports.
     Not a plain fork of this process: that can inherit a lock held by an OpenCV, dlib or torch
     thread and hang. The server imports while this process makes sure the face detector's
     cache is there for the workers (`face_detector`: built on a machine's first run only)."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["glg._extract_preload"])
+    context.set_forkserver_preload(["glg.extract._preload"])
     multiprocessing.forkserver.ensure_running()  # returns at once; the server imports
     face_detector()
     return context.Pool(workers, _setup_worker)

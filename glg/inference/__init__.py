@@ -1,15 +1,15 @@
 """`glg reenact`: a photo animated by a driving video with a trained checkpoint (issue 11).
 
 The source (an image, or a video's first frame with a face) and every driving frame are cropped
-exactly as `extract` crops them (`glg.face_crop.crop_clip` under the params' `extract` section:
+exactly as `extract` crops them (`glg.face.crop.crop_clip` under the params' `extract` section:
 the same detector, track and smoothing), annotated by the `annotate` backend at `extract.crop_px`
 (the driving as one clip, so its AUs are read against its own neutral, as `annotate` reads a
 clip), then resized to the checkpoint's S as `prepare` resizes (INTER_AREA; landmarks by
-`glg.landmarks.rescale_points`). Pairs are assembled by `glg.data.guided_pair`, as the loader
+`glg.face.landmarks.rescale_points`). Pairs are assembled by `glg.data.guided_pair`, as the loader
 assembles them, and run through the reenactor in batches, in fp32 (fp16 is what gives other
 tools black frames). The video is H.264 at the driving's frame rate with the driving's audio
-(`glg.video_writer`), never left partial under OUT's name. The driving's S px crops are held in
-memory (37 KB a frame at 112 px).
+(`glg.store.video_writer`), never left partial under OUT's name. The driving's S px crops are held
+in memory (37 KB a frame at 112 px).
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ import torch
 from tqdm import tqdm
 
 from glg.annotate import make_backend
-from glg.annotations import Backend
 from glg.config import AnnotateConfig, ExtractConfig, load_params
 from glg.data import LANDMARK_MODES, collate_pairs, decode_pair, guided_pair
 from glg.errors import GlgError
-from glg.face_crop import CropCounts, crop_clip
-from glg.landmark_transfer import transfer_landmarks
-from glg.landmarks import rescale_points
-from glg.video import SampledFrame, SkipClip, opencv_path, printable, sample_frames
-from glg.video_writer import VideoWriter, partial_output, paste
-from glg.weights import read_landmark_generator, read_reenactor
+from glg.face.crop import CropCounts, crop_clip
+from glg.face.landmark_transfer import transfer_landmarks
+from glg.face.landmarks import rescale_points
+from glg.store.annotations import Backend
+from glg.store.networks import read_landmark_generator, read_reenactor
+from glg.store.video import SampledFrame, SkipClip, opencv_path, printable, sample_frames
+from glg.store.video_writer import VideoWriter, partial_output, paste
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # sample_frames' rate for the driving: above any container's frame rate (it refuses more than
@@ -209,7 +209,7 @@ def read_driving(path: Path, config: ExtractConfig, backend: Backend, size: int,
 
 
 def _frames(path: Path, fps: float, max_frames: int) -> Callable[[int], Iterator[SampledFrame]]:
-    """`glg.face_crop.FrameSource` of an image (one frame) or a video, failing in one line."""
+    """`glg.face.crop.FrameSource` of an image (one frame) or a video, failing in one line."""
     if not path.is_file():
         raise GlgError(f"{path}: not found")
     if path.suffix.lower() in IMAGE_SUFFIXES:
@@ -260,7 +260,7 @@ def _video_rate(path: Path) -> tuple[Fraction, int | None]:
 
 
 def _opencv_path(path: Path) -> str:
-    """`glg.video.opencv_path`, failing in one line."""
+    """`glg.store.video.opencv_path`, failing in one line."""
     try:
         return opencv_path(path)
     except SkipClip as reason:

@@ -12,8 +12,8 @@ A store is a folder of
 - `clips.parquet`: one row per clip: `identity`, `video`, `start` (its first row), `frames`.
 A clip is the rows start..start + frames - 1, frames in increasing order, its JPEGs adjacent in
 one shard: reading it back is one read (annotate, prepare). The files are written in constant
-memory, with equal bytes for equal input, and anew (glg/writers.py). Frames decode to RGB uint8
-`(H, W, 3)` (colour convention: glg.video).
+memory, with equal bytes for equal input, and anew (glg/store/writers.py). Frames decode to RGB
+uint8 `(H, W, 3)` (colour convention: glg.store.video).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from glg.errors import GlgError, reading
-from glg.writers import ArrayWriter, TableWriter
+from glg.store.writers import ArrayWriter, TableWriter
 
 if TYPE_CHECKING:  # pandas in annotations only: extract's workers start 0.3 s sooner without it
     import pandas as pd

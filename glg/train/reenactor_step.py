@@ -1,5 +1,5 @@
 """One GAN step of the reenactor and what builds it, shared by central training
-(glg.train.reenact) and a federated client's local steps (glg.train.federated): G, D and the
+(glg.train.reenactor) and a federated client's local steps (glg.train.federated): G, D and the
 frozen VGG19 built the same way, the loss terms of Sec III-D, D's update then G's."""
 
 from __future__ import annotations
@@ -9,15 +9,17 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from glg import losses
-from glg.checkpoint import digest
 from glg.config import LossConfig, ModelConfig
-from glg.data import Pair, PreparedFrames
-from glg.models import Reenactment, build_discriminator, build_model, crop_parts
+from glg.data import Pair
+from glg.face.parts import crop_parts
+from glg.models import Reenactment, build_discriminator, build_model
+from glg.models.warp import warp
+from glg.store.checkpoint import digest
+from glg.train import losses
 from glg.train.runtime import (FiniteWatch, Runtime, StepTimer, autocast, code_digest,
                                prepared_digest, unwrapped)
-from glg.warp import warp
 
+from glg.store.prepared import PreparedFrames
 
 class Networks(NamedTuple):
     """What one step trains: G (possibly DDP/compiled), D (possibly DDP), the frozen VGG19."""

@@ -6,8 +6,8 @@
 Both carry `SCHEMA_VERSION` in their Parquet metadata; `read_annotations` (a table) and
 `iter_annotation_clips` (clip by clip, in constant memory) read them and check it
 (`pd.read_parquet("data/annotations")` also works: it skips `_identity.parquet`).
-Boxes and landmarks are in stored-frame pixels (convention: `glg.landmarks`), pose in degrees
-(`glg.landmarks.rotation_matrix`). A backend (`Backend`, one per file in `glg/annotate/`)
+Boxes and landmarks are in stored-frame pixels (convention: `glg.face.landmarks`), pose in degrees
+(`glg.face.landmarks.rotation_matrix`). A backend (`Backend`, one per file in `glg/annotate/`)
 returns one `ClipResult` per clip; `to_table` turns it into rows.
 """
 
@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from glg.errors import GlgError, reading
-from glg.landmarks import (AU_IDS, AU_PRESENCE, AU_SCORE, N_LANDMARKS, POSE_COLUMNS, X_COLUMNS,
+from glg.face.landmarks import (AU_IDS, AU_PRESENCE, AU_SCORE, N_LANDMARKS, POSE_COLUMNS, X_COLUMNS,
                            Y_COLUMNS)
 
 SCHEMA_VERSION = "1"
@@ -48,7 +48,7 @@ def annotation_schema() -> pa.Schema:
         *[pa.field(c, pa.float32()) for c in BOX_COLUMNS],  # face box, stored-frame pixels
         *[pa.field(c, pa.float32()) for c in X_COLUMNS],  # landmarks, stored-frame pixels
         *[pa.field(c, pa.float32()) for c in Y_COLUMNS],
-        *[pa.field(c, pa.float32()) for c in POSE_COLUMNS],  # degrees, glg.landmarks convention
+        *[pa.field(c, pa.float32()) for c in POSE_COLUMNS],  # degrees, as glg.face.landmarks
         *[pa.field(c, pa.int8(), nullable=False) for c in AU_PRESENCE],  # 0/1
         *[pa.field(c, pa.float32()) for c in AU_SCORE],  # NaN where the backend cannot tell
     ]

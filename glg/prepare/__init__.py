@@ -1,10 +1,10 @@
 """The prepare stage (Sec IV-A, Sec III-B): the usable frames re-stored at the networks' size,
 splits, fixed evaluation pairs, part crop sizes and per-identity landmark statistics, in one
-folder (`data/prepared/`, format: `glg.prepared`) that `glg.data` and the evaluation read.
+folder (`data/prepared/`, format: `glg.store.prepared`) that `glg.data` and the evaluation read.
 
 One pass over the annotations, clip by clip, picks the usable frames, re-stores them with their
 annotations and keeps running sums; splits and pairs are then drawn from clip-level counts
-(`glg.splits`). The frames' decode, resize and encode run on `prepare.workers` threads or
+(`glg.prepare.splits`). The frames' decode, resize and encode run on `prepare.workers` threads or
 Ray actors (glg/engine.py), a clip each, while this process reads, selects and writes in clip
 order, so the bytes do not depend on the engine or the number of workers. Memory holds an
 annotation row group, a few clips per worker and a row per clip, whatever the dataset's size.
@@ -28,18 +28,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from glg.annotations import iter_annotation_clips
 from glg.config import PrepareConfig
 from glg.engine import clip_results
 from glg.errors import GlgError
-from glg.frames import FRAME, FrameStore, FrameStoreWriter, decode_bgr, encode_bgr, open_store
-from glg.landmarks import AU_PRESENCE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS, rescale_points
-from glg.parts import PART_NAMES, PART_POINTS, part_boxes
-from glg.prepared import (ARRAYS, IDENTITIES, KEY, PAIRS, PARTS, SCENARIOS, SPLITS, STAT_COLUMNS,
-                          SUMMARY, clear_prepared)
-from glg.splits import (assign_splits, check_test_videos, evaluation_pairs, note,
+from glg.face.landmarks import AU_PRESENCE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS, rescale_points
+from glg.face.parts import PART_NAMES, PART_POINTS, part_boxes
+from glg.prepare.splits import (assign_splits, check_test_videos, evaluation_pairs, note,
                         read_test_videos, split_counts)
-from glg.writers import ArrayWriter
+from glg.store.annotations import iter_annotation_clips
+from glg.store.frames import FRAME, FrameStore, FrameStoreWriter, decode_bgr, encode_bgr, open_store
+from glg.store.prepared import (ARRAYS, IDENTITIES, KEY, PAIRS, PARTS, SCENARIOS, SPLITS,
+                                STAT_COLUMNS, SUMMARY, clear_prepared)
+from glg.store.writers import ArrayWriter
 
 ANNOTATION_COLUMNS = (*KEY, "success", *X_COLUMNS, *Y_COLUMNS, *POSE_COLUMNS, *AU_PRESENCE)
 # the landmarks of the four parts, which must lie inside the frame
@@ -279,7 +279,7 @@ def select_frames(source: FrameStore, identity: str, video: str, table: pa.Table
         in_store = np.isin(frame, source.locations[rows.start:rows.stop, FRAME])
     points = rescale_points(landmarks, side, size)
     part_points = points[:, _PART_POINTS]
-    # An S px image spans [-0.5, S - 0.5] (pixel convention: glg.landmarks).
+    # An S px image spans [-0.5, S - 0.5] (pixel convention: glg.face.landmarks).
     inside = ~((part_points < -0.5) | (part_points > size - 0.5)).any(axis=(1, 2))
     tally.rows += len(frame)
     tally.failed += int((~usable).sum())

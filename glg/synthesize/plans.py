@@ -2,7 +2,7 @@
 
 `plan_dataset` draws every identity and every clip plan from one seed in a fixed order, so the
 dataset depends on the seed and the config only. Poses are pitch, yaw, roll in degrees
-(`glg.landmarks.rotation_matrix`); AU intensities 0..1 in AU_IDS order (Sec III-B-2).
+(`glg.face.landmarks.rotation_matrix`); AU intensities 0..1 in AU_IDS order (Sec III-B-2).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from glg.config import SynthesizeConfig
-from glg.landmarks import AU_IDS
-from glg.synthetic.faces import Identity, make_identity
+from glg.face.landmarks import AU_IDS
+from glg.synthesize.faces import Identity, make_identity
 
 MAX_POSE = (15.0, 25.0, 15.0)  # |pitch|, |yaw|, |roll| limits of the trajectories, degrees
 

@@ -5,8 +5,8 @@ Every frame turns the identity's AU-moved 3D face by the frame's pose, projects 
 weak-perspective camera and warps the portrait so that its own landmarks land on the projected
 ones: the projected landmarks are the ground truth, exact by construction. The mesh's last
 vertices are `border_points(size)`, fixed anchors just outside the frame, so its triangles cover
-every pixel. Images are RGB uint8 `(H, W, 3)` (glg/video.py); points `(N, 2)` px under
-glg/landmarks.py's pixel convention (OpenCV's remap and dlib share it).
+every pixel. Images are RGB uint8 `(H, W, 3)` (glg/store/video.py); points `(N, 2)` px under
+glg/face/landmarks.py's pixel convention (OpenCV's remap and dlib share it).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from glg.errors import GlgError
-from glg.landmarks import AU_IDS, INNER_LIPS, LEFT_EYE, RIGHT_EYE, rotation_matrix
-from glg.mean_face import MEAN_FACE_3D
-from glg.synthetic.faces import Identity, identity_image, move_by_aus, project
-from glg.synthetic.plans import ClipPlan
+from glg.face.landmarks import AU_IDS, INNER_LIPS, LEFT_EYE, RIGHT_EYE, rotation_matrix
+from glg.face.mean_face import MEAN_FACE_3D
+from glg.synthesize.faces import Identity, identity_image, move_by_aus, project
+from glg.synthesize.plans import ClipPlan
 
 FOURCC = "mp4v"  # MPEG-4 Part 2 through OpenCV's FFmpeg: deterministic, readable everywhere
 FACE_WIDTH = 0.46  # jaw-to-jaw width of a frontal face, as a fraction of the frame side

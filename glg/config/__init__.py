@@ -1,4 +1,4 @@
-"""Typed params: one frozen dataclass per params.yaml section (`glg.sections`), validated
+"""Typed params: one frozen dataclass per params.yaml section (`glg.config.sections`), validated
 before any work.
 
 `load_params("extract")` reads params.yaml (its floats as YAML 1.2 reads them, as DVC does),
@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 import yaml
 
-from glg.errors import ConfigError
-from glg.sections import (AnnotateConfig, DataConfig, EvaluateConfig, ExtractConfig,
+from glg.config.sections import (AnnotateConfig, DataConfig, EvaluateConfig, ExtractConfig,
                           FederatedConfig, LganConfig, LossConfig, ModelConfig, PrepareConfig,
                           SynthesizeConfig, TrainConfig, require)
+from glg.errors import ConfigError
 
 PARAMS_FILE = Path("params.yaml")
 

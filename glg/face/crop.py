@@ -5,8 +5,8 @@ from any source, to `crop_clip` or `tracked_crops` and gets back each frame's cr
 `extract.crop_px` px (256, the size VoxCeleb1 and CelebV come in, paper Sec IV-A) and its box.
 A crop box is `(x0, y0, side)`: integers in source pixels, possibly past the image edge, where
 the crop is padded black; a source point p lands in the crop at
-`glg.landmarks.rescale_points(p - (x0, y0), side, size)` (glg/landmarks.py's pixel convention).
-Frames and crops are in BGR order (glg/video.py's colour convention).
+`glg.face.landmarks.rescale_points(p - (x0, y0), side, size)` (glg/face/landmarks.py's pixel
+convention). Frames and crops are in BGR order (glg/store/video.py's colour convention).
 
 A clip is streamed, never held whole: dlib's HOG face detector runs on every `detect_every`-th
 sampled frame, the face track is interpolated between detections and smoothed with a centred
@@ -27,11 +27,11 @@ import cv2
 import numpy as np
 
 from glg.config import ExtractConfig
-from glg.dlib_models import face_detector
-from glg.video import SampledFrame
+from glg.face.dlib_models import face_detector
+from glg.store.video import SampledFrame
 
 # `frames(pixels_every)`: a clip's sampled frames from the start, every `pixels_every`-th one
-# with its pixels (`glg.video.sample_frames` with the path, fps and max_frames bound).
+# with its pixels (`glg.store.video.sample_frames` with the path, fps and max_frames bound).
 FrameSource = Callable[[int], Iterable[SampledFrame]]
 
 

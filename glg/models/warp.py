@@ -1,9 +1,9 @@
 """Flow warping, and the one tensor convention of every glg network.
 
-Conventions, stated once for `glg.models`, `glg.losses` and the trainers:
+Conventions, stated once for `glg.models`, `glg.train.losses` and the trainers:
 - images are `(B, 3, H, W)` float in [-1, 1], RGB; one-channel heatmaps `(B, 1, H, W)` in [0, 1];
 - landmarks are `(B, 68, 2)` (x, y) in pixels of the S x S network crop (S = `prepare.image_px`,
-  224 in the paper, Sec III-A), in `glg.landmarks`' pixel convention;
+  224 in the paper, Sec III-A), in `glg.face.landmarks`' pixel convention;
 - unit coordinates put the image's outer edges at -1 and 1, as `grid_sample` with
   `align_corners=False` reads them: `unit_from_pixels` and `pixels_from_unit` convert;
 - a flow is `(B, 2, H, W)`, channels (dx, dy), in unit coordinates: the whole image spans

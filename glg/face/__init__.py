@@ -1,0 +1,4 @@
+"""Face geometry and detectors that several stages share: landmark semantics and conventions
+(`landmarks`), the 3D mean face and head pose (`mean_face`), the four face parts and their
+crops (`parts`), heatmaps, landmark style transfer, face crops (`crop`) and dlib's models.
+"""
