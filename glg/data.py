@@ -13,7 +13,7 @@ and halved the rate (113-199 against 237-350 pairs/s with 2 workers, same runs).
 decoded either in the workers (libjpeg-turbo through OpenCV, ~0.3 ms a 224 px frame) or, with
 `decode="device"`, in the main process by `torchvision.io.decode_jpeg` on the training device
 (nvjpeg on a GPU): the workers then hand over the JPEG bytes and `decode_pair` cuts the source
-parts with the torch crop (`glg.face.parts.crop_parts`), which shares the crop rule.
+parts with the torch crop (`glg.face.part_crops`), which shares the crop rule.
 
 The landmarks that guide a pair (`Pair.reenacted_landmarks`, `model.landmark_mode`): the
 driving's own (`driving`); Eq. 3's transfer to the source person (`lst`, Sec III-B-1), which is
@@ -38,7 +38,8 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from glg.errors import GlgError
 from glg.face.heatmap import draw_heatmap
 from glg.face.landmark_transfer import transfer_landmarks
-from glg.face.parts import crop_part, crop_parts, part_centres
+from glg.face.part_crops import crop_parts
+from glg.face.parts import crop_part, part_centres
 from glg.store.prepared import SCENARIOS, PreparedFrames, read_pairs
 
 # The guiding landmarks a pair holds: the driving's as they are, moved toward the source person

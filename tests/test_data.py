@@ -14,7 +14,8 @@ from torch.utils.data import default_collate
 from glg.config import LganConfig, PrepareConfig
 from glg.data import EvaluationPairs, Pair, TrainingPairs, iterate_pairs
 from glg.errors import GlgError
-from glg.face.parts import crop_parts, part_centres
+from glg.face.part_crops import crop_parts
+from glg.face.parts import part_centres
 from glg.models import build_landmark_gan
 from glg.prepare import prepare
 from glg.store.frames import read_manifest

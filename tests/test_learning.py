@@ -16,7 +16,7 @@ from glg.config import LganConfig, LossConfig, ModelConfig, PrepareConfig
 from glg.config.variants import variant_config
 from glg.data import Pair
 from glg.face.landmarks import AU_IDS, N_LANDMARKS, X_COLUMNS, Y_COLUMNS
-from glg.face.parts import crop_parts
+from glg.face.part_crops import crop_parts
 from glg.models import Reenactment
 from glg.models.warp import warp
 from glg.prepare import prepare

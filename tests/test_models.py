@@ -12,7 +12,7 @@ from glg.config import (ConfigError, LganConfig, LossConfig, ModelConfig, Prepar
 from glg.config.variants import VARIANTS, variant_config
 from glg.data import TrainingPairs, iterate_pairs
 from glg.errors import GlgError
-from glg.face.parts import crop_parts, paste_parts
+from glg.face.part_crops import crop_parts, paste_parts
 from glg.models import build_discriminator, build_landmark_gan, build_model, parameter_counts
 from glg.models.flow import FlowEstimator, ResNetFeatures, ViTFeatures
 from glg.models.generator import ImageGenerator

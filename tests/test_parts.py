@@ -1,4 +1,5 @@
-"""glg.face.parts: part boxes, and one crop rule for numpy's and torch's crops."""
+"""glg.face.parts and glg.face.part_crops: part boxes, and one crop rule for numpy's and torch's
+crops."""
 
 import numpy as np
 import pytest
@@ -6,8 +7,8 @@ import torch
 
 from glg.errors import GlgError
 from glg.face.mean_face import MEAN_FACE_3D
-from glg.face.parts import (PART_NAMES, PART_POINTS, crop_origin, crop_part, crop_parts, part_boxes,
-                            paste_parts)
+from glg.face.part_crops import crop_parts, paste_parts
+from glg.face.parts import PART_NAMES, PART_POINTS, crop_origin, crop_part, part_boxes
 
 S = 224
 SIZES = [(10, 14), (13, 12), (12, 21), (7, 7)]  # odd and even sides

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from glg.config import LganConfig, ModelConfig
-from glg.face.parts import paste_parts
+from glg.face.part_crops import paste_parts
 from glg.models.discriminator import Judgement, PatchDiscriminator
 from glg.models.flow import FlowEstimator
 from glg.models.generator import ImageGenerator

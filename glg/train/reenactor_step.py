@@ -11,7 +11,7 @@ from torch import nn
 
 from glg.config import LossConfig, ModelConfig
 from glg.data import Pair
-from glg.face.parts import crop_parts
+from glg.face.part_crops import crop_parts
 from glg.models import Reenactment, build_discriminator, build_model
 from glg.models.warp import warp
 from glg.store.checkpoint import digest
