@@ -199,8 +199,8 @@ def profile() -> None:
               f"{100 * seconds / whole:3.0f} %")
     print(f"  {'all of extract_clip':<28}{1e3 * whole / source_frames:6.2f}")
     imports = measure([sys.executable, "-c", "import stages.extract"])
-    pool = measure([sys.executable, "-c", "from glg.extract import _local_pool\n"
-                    "if __name__ == '__main__':\n    _local_pool(2).map(abs, [1, 2])"])
+    pool = measure([sys.executable, "-c", "from glg.extract import _forkserver_pool\n"
+                    "if __name__ == '__main__':\n    _forkserver_pool(2).map(abs, [1, 2])"])
     print(f"process start of a stage run (wall): interpreter and imports {imports.seconds:.2f} s;"
           f" with the 2 workers' pool up (fork server, preload, detector) {pool.seconds:.2f} s")
 

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from glg.errors import one_line_errors
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Face reenactment by Generative Landmark Guidance: tools beside the "
                        "DVC pipeline (`dvc repro` runs the stages).")
@@ -21,6 +23,7 @@ def main() -> None:
 
 
 @app.command()
+@one_line_errors
 def report(
     exp_json: Annotated[Path | None, typer.Option(
         help="`dvc exp show --json` saved to a file; default: run it in this repository")] = None,
@@ -34,20 +37,16 @@ def report(
 ) -> None:
     """Our runs beside the paper's Tables I-V and thesis Table 4.7, in reports/report.md."""
     from glg import report as reporting
-    from glg.errors import GlgError, error_line
 
-    try:
-        if summary:
-            typer.echo(reporting.summary(metrics))
-            return
-        path = reporting.write_report(reporting.exp_show(exp_json), out, metrics)
-    except (GlgError, OSError) as err:
-        typer.echo(error_line(err), err=True)
-        raise typer.Exit(1) from None
+    if summary:
+        typer.echo(reporting.summary(metrics))
+        return
+    path = reporting.write_report(reporting.exp_show(exp_json), out, metrics)
     typer.echo(f"report: {path}")
 
 
 @app.command("reenact")
+@one_line_errors
 def reenact_command(
     source: Annotated[Path, typer.Argument(help="photo (or video: its first frame with a face)")],
     driving: Annotated[Path, typer.Argument(help="driving video, or a folder of images")],
@@ -71,17 +70,12 @@ def reenact_command(
                       ] = Path("params.yaml"),
 ) -> None:
     """Animate the face in SOURCE with the head motion and expressions of DRIVING."""
-    from glg.errors import GlgError, error_line
     from glg.inference import reenact
 
-    try:
-        done = reenact(source, driving, out, checkpoint=checkpoint, lgan=lgan,
-                       landmarks=landmarks, identity=identity, side_by_side=side_by_side,
-                       paste_back=paste_back, device=device, batch=batch, params=params,
-                       warn=lambda line: typer.echo(line, err=True))
-    except (GlgError, OSError) as err:
-        typer.echo(error_line(err), err=True)
-        raise typer.Exit(1) from None
+    done = reenact(source, driving, out, checkpoint=checkpoint, lgan=lgan, landmarks=landmarks,
+                   identity=identity, side_by_side=side_by_side, paste_back=paste_back,
+                   device=device, batch=batch, params=params,
+                   warn=lambda line: typer.echo(line, err=True))
     held = f", {done.held} without a face held the last good landmarks" if done.held else ""
     note = f" (asked for another: {done.note})" if done.note else ""
     typer.echo(f"reenact: {done.frames} frames in {done.seconds:.1f} s, "

@@ -1,9 +1,12 @@
-"""The one exception family stages turn into a one-line message and a non-zero exit."""
+"""The one exception family stages and commands turn into a one-line message and a non-zero exit
+(`one_line_errors`)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -34,3 +37,18 @@ def error_line(err: Exception) -> str:
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
         return f"error: {err.filename}: {err.strerror}"
     return f"error: {err}"
+
+
+def one_line_errors(command: Callable) -> Callable:
+    """Turn a `GlgError` or `OSError` raised by a stage or `glg` command into its `error_line`
+    on stderr and exit code 1, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (GlgError, OSError) as err:
+            print(error_line(err), file=sys.stderr, flush=True)
+            sys.exit(1)
+
+    return wrapper

@@ -1,18 +1,13 @@
 """What every stage shares: one-line errors (bad input, or a disk that is read-only, full or has
-a file where a folder should be) and a non-zero exit instead of a traceback, and the typer
-options for the paths DVC tracks."""
+a file where a folder should be) and a non-zero exit instead of a traceback
+(`glg.errors.one_line_errors`), and the typer options for the paths DVC tracks."""
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from glg.errors import GlgError, error_line
 
 Params = Annotated[Path, typer.Option(help="params file")]
 Frames = Annotated[Path, typer.Option(help="frame store written by extract")]
@@ -29,18 +24,3 @@ def ground_truth_path(value: Path) -> Path | None:
     """--ground-truth's value, None for the word `none`: data without truth, unlike a path that
     is not there, which the stages say."""
     return None if str(value) == "none" else value
-
-
-def one_line_errors(command: Callable) -> Callable:
-    """Turn a `GlgError` or `OSError` raised by a stage into one line on stderr
-    (`glg.cli.error_line`) and exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except (GlgError, OSError) as err:
-            typer.echo(error_line(err), err=True)
-            sys.exit(1)
-
-    return wrapper

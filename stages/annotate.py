@@ -9,8 +9,8 @@ import typer
 
 from glg.annotate import annotate
 from glg.config import load_params
-from stages._cli import (GROUND_TRUTH, Frames, GroundTruth, Params, ground_truth_path,
-                         one_line_errors)
+from glg.errors import one_line_errors
+from stages._cli import GROUND_TRUTH, Frames, GroundTruth, Params, ground_truth_path
 
 app = typer.Typer(add_completion=False)
 

@@ -8,10 +8,9 @@ from typing import Annotated
 import typer
 
 from glg.config import load_params
-from glg.errors import GlgError
+from glg.errors import GlgError, one_line_errors
 from glg.evaluate import evaluate
-from stages._cli import (GROUND_TRUTH, Frames, GroundTruth, Params, Prepared, ground_truth_path,
-                         one_line_errors)
+from stages._cli import GROUND_TRUTH, Frames, GroundTruth, Params, Prepared, ground_truth_path
 
 app = typer.Typer(add_completion=False)
 

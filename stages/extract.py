@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from glg.config import load_params
+from glg.errors import one_line_errors
 from glg.extract import extract
-from stages._cli import Params, one_line_errors
+from stages._cli import Params
 
 app = typer.Typer(add_completion=False)
 

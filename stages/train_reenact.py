@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 from glg.config import load_params
+from glg.errors import one_line_errors
 from glg.train.reenactor import train_reenact
-from stages._cli import Checkpoints, Metrics, Params, Prepared, one_line_errors
+from stages._cli import Checkpoints, Metrics, Params, Prepared
 
 app = typer.Typer(add_completion=False)
 

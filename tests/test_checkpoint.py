@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from glg.store.checkpoint import (checkpoints, load_checkpoint, rng_state, save_checkpoint,
-                            set_rng_state)
+                                  set_rng_state)
 
 FINGERPRINT = {"model": {"backbone": "resnet", "sizes": (3, 4)}, "inputs": {"data": "a" * 64}}
 

@@ -8,7 +8,7 @@ import typer
 from typer.testing import CliRunner
 
 from glg.cli import app as glg
-from stages._cli import one_line_errors
+from glg.errors import one_line_errors
 from stages.synthesize import app as synthesize
 
 

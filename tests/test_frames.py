@@ -8,7 +8,7 @@ import pytest
 
 from glg.errors import GlgError
 from glg.store.frames import (SHARD, FrameStore, FrameStoreWriter, encode_bgr, read_frame,
-                        read_manifest)
+                              read_manifest)
 from glg.store.writers import ArrayWriter, TableWriter, arrow_column
 
 COLUMNS = pa.schema([("note", pa.string())])

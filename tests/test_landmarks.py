@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from glg.face.landmarks import (LEFT_EYE, NOSE_BRIDGE, RIGHT_EYE, interocular, pose_from_rotation,
-                           rotation_matrix)
+                                rotation_matrix)
 from glg.face.mean_face import MEAN_FACE_3D
 
 NOSE_TIP = NOSE_BRIDGE[-1]

@@ -17,8 +17,8 @@ from glg.annotate.aus import GEOMETRIC_AUS, UNMEASURED_AUS
 from glg.annotate.dlib import DlibBackend
 from glg.errors import GlgError
 from glg.evaluate.face_id import (ARCFACE_TEMPLATE, IRESNET_BLOCKS, ArcFaceEmbedder, IResNet,
-                         align_arcface, arcface_points, load_arcface, load_dlib_resnet,
-                         make_embedder, similarity_transforms)
+                                  align_arcface, arcface_points, load_arcface, load_dlib_resnet,
+                                  make_embedder, similarity_transforms)
 from glg.evaluate.face_reading import FaceReader, Readings, clip_neutrals
 from glg.face.dlib_models import SHAPE_PREDICTOR, model_file
 from glg.face.landmarks import AU_IDS

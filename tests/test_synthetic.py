@@ -17,7 +17,7 @@ from glg.config import SynthesizeConfig
 from glg.errors import GlgError
 from glg.face.dlib_models import face_detector, shape_predictor
 from glg.face.landmarks import (AU_IDS, AU_PRESENCE, X_COLUMNS, Y_COLUMNS, interocular,
-                           landmarks_from_table, pose_from_rotation, rotation_matrix)
+                                landmarks_from_table, pose_from_rotation, rotation_matrix)
 from glg.face.mean_face import MEAN_FACE_3D
 from glg.synthesize import GROUND_TRUTH, PRESENT_AT, synthesize
 from glg.synthesize.faces import fit_pose, identity_image, lift_to_3d, make_identity, project

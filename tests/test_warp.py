@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from glg.errors import GlgError
 from glg.models.warp import (ALIGN_CORNERS, flow_upsamplings, identity_grid, pixels_from_unit,
-                      resize_flow, unit_from_pixels, warp)
+                             resize_flow, unit_from_pixels, warp)
 
 
 def pixel_shift_flow(dx: float, dy: float, height: int, width: int) -> torch.Tensor:

@@ -32,7 +32,7 @@ from glg.errors import GlgError, reading
 from glg.metrics import write_metrics
 from glg.metrics.accuracy import annotation_accuracy
 from glg.store.annotations import (Backend, clear_annotations, failed_result, read_annotations,
-                             to_table, write_identities, write_shard)
+                                   to_table, write_identities, write_shard)
 from glg.store.frames import iter_clip, open_store, read_manifest
 
 
@@ -69,7 +69,7 @@ def _annotate_one(job: tuple[str, str, str, int]) -> tuple[str, str, pa.Table,
     return identity, video, to_table(identity, video, result), result.embedding, problem
 
 
-def _local_pool(config: AnnotateConfig, workers: int) -> multiprocessing.pool.Pool:
+def _forked_pool(config: AnnotateConfig, workers: int) -> multiprocessing.pool.Pool:
     """`workers` forked processes with the backend loaded.
 
     dlib's models are loaded once here and shared by the workers copy-on-write; py-feat's
@@ -113,7 +113,7 @@ def annotate_clips(frames_dir: str | Path, out_dir: str | Path, config: Annotate
     # first. The workers start before tqdm's monitor thread: forking a threaded process can hang.
     with clip_results(_annotate_one, jobs, config.engine, config.workers,
                       functools.partial(_init_worker, config),
-                      functools.partial(_local_pool, config), "annotate") as results, tqdm(
+                      functools.partial(_forked_pool, config), "annotate") as results, tqdm(
             total=int(stored["frames"].sum()), unit="frame", disable=not progress,
             desc="annotate", dynamic_ncols=True) as bar:
         for identity, video, table, embedding, problem in results:

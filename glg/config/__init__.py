@@ -20,9 +20,10 @@ from typing import Any, Literal
 
 import yaml
 
-from glg.config.sections import (AnnotateConfig, DataConfig, EvaluateConfig, ExtractConfig,
-                          FederatedConfig, LganConfig, LossConfig, ModelConfig, PrepareConfig,
-                          SynthesizeConfig, TrainConfig, require)
+from glg.config.sections import (LANDMARK_MODES, AnnotateConfig, DataConfig, EvaluateConfig,
+                                 ExtractConfig, FederatedConfig, LandmarkMode, LganConfig,
+                                 LossConfig, ModelConfig, PrepareConfig, SynthesizeConfig,
+                                 TrainConfig, require)
 from glg.errors import ConfigError
 
 PARAMS_FILE = Path("params.yaml")

@@ -6,6 +6,7 @@ Defaults are the paper's values where the paper fixes one (the section is cited)
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -134,12 +135,17 @@ class PrepareConfig:
                 list(self.test_videos))
 
 
+# The guiding landmarks: the driving's, Eq. 3's transfer (Sec III-B-1) or the LGAN's (Sec III-B-2).
+LandmarkMode = Literal["driving", "lst", "lgan"]
+LANDMARK_MODES: tuple[str, ...] = typing.get_args(LandmarkMode)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: Literal["vit", "resnet"] = "resnet"  # flow estimator trunk (Sec III-A, Table I)
-    # guiding landmarks: the driving's, Eq. 3's transfer (Sec III-B-1) or the LGAN's (Sec III-B-2);
-    # resnet + lgan + style is the paper's full model, ResNet+LGAN+Style (Table III)
-    landmark_mode: Literal["driving", "lst", "lgan"] = "lgan"
+    # guiding landmarks (`LandmarkMode`); resnet + lgan + style is the paper's full model,
+    # ResNet+LGAN+Style (Table III)
+    landmark_mode: LandmarkMode = "lgan"
     style: bool = True  # style transfer branch (Sec III-C-1)
     flow: bool = True  # optical-flow warping; false gives Table V's "Style" baseline
     # generated: the generator draws the whole image (Sec III-C); residual: the source warped by

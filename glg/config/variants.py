@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, NamedTuple
 
-from glg.config import ModelConfig, parse_section
+from glg.config import LandmarkMode, ModelConfig, parse_section
 from glg.errors import GlgError
 
 
@@ -20,7 +20,7 @@ class Variant(NamedTuple):
 
     name: str
     backbone: Literal["vit", "resnet"] | None  # None: no flow estimator, so no backbone
-    landmark_mode: Literal["driving", "lst", "lgan"]
+    landmark_mode: LandmarkMode
     style: bool
     flow: bool
     tables: tuple[str, ...]  # the tables that report it: paper I-V, "thesis 4.7"
@@ -78,14 +78,6 @@ def dvc_command(row: Variant) -> str:
     """The `dvc exp run` line that trains `row` with everything else from params.yaml."""
     return "dvc exp run " + " ".join(f"-S model.{key}={_yaml(value)}"
                                      for key, value in row.model.items())
-
-
-def markdown_rows() -> list[str]:
-    """The README's variant table: a header, then one row per variant, in VARIANTS order."""
-    rows = ["| variant | paper tables | run |", "|---|---|---|"]
-    for row in VARIANTS:
-        rows.append(f"| {row.name} | {', '.join(row.tables)} | `{dvc_command(row)}` |")
-    return rows
 
 
 def _yaml(value: str | bool) -> str:

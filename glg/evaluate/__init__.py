@@ -29,6 +29,7 @@ from glg.evaluate.scoring import OUTPUTS, Scores, clip_neutrals_of, score_pairs,
 from glg.face.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS
 from glg.metrics import write_metrics
 from glg.metrics.accuracy import annotation_accuracy
+from glg.models import pick_device
 from glg.store.frames import read_manifest
 from glg.store.networks import load_landmark_generator, load_reenactor
 from glg.store.prepared import PAIRS, SCENARIOS, read_identities
@@ -54,7 +55,7 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
         if not (Path(folder) / PAIRS).is_file():
             raise GlgError(f"{Path(folder) / PAIRS}: evaluation pairs not found (run prepare "
                            "first)")
-    device = _device(config.device)
+    device = pick_device(config.device, "evaluate.device")
     if device.type == "cpu" and config.threads:
         torch.set_num_threads(config.threads)
     model = load_reenactor(reenact_dir).to(device)
@@ -129,13 +130,6 @@ def _roles(prepared_dir: Path) -> np.ndarray:
     """Each identity's role (`known`: of the training split; `unseen`), by its row index."""
     table = read_identities(prepared_dir)[0].sort_values("index")
     return table["role"].to_numpy()
-
-
-def _device(device: str) -> torch.device:
-    cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if cuda and not torch.cuda.is_available():
-        raise GlgError("evaluate.device=cuda but torch sees no CUDA device")
-    return torch.device("cuda" if cuda else "cpu")
 
 
 def _score(pairs: EvaluationPairs, indices: np.ndarray, model, reader: FaceReader,

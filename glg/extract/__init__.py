@@ -111,7 +111,7 @@ def _extract_in_worker(job: tuple[Clip, ExtractConfig, Path]) -> ClipFrames:
     return extract_clip(*job)
 
 
-def _local_pool(workers: int) -> multiprocessing.pool.Pool:
+def _forkserver_pool(workers: int) -> multiprocessing.pool.Pool:
     """Worker processes forked from a clean server that has imported this module
     (glg/extract/_preload.py), so a worker starts in milliseconds instead of 0.25 s of imports.
     Not a plain fork of this process: that can inherit a lock held by an OpenCV, dlib or torch
@@ -166,7 +166,7 @@ def extract(videos: Path, out: Path, config: ExtractConfig,
              spools.absolute() / f"{i:07d}.jpegs") for i, clip in enumerate(clips)]
     try:
         with clip_results(_extract_in_worker, jobs, config.engine, config.workers,
-                          _setup_worker, _local_pool, "extract",
+                          _setup_worker, _forkserver_pool, "extract",
                           start_here=True) as results, tqdm(
                 desc="extract", unit="frame", file=sys.stderr, disable=not progress,
                 dynamic_ncols=True) as bar:

@@ -30,12 +30,13 @@ import torch
 from tqdm import tqdm
 
 from glg.annotate import make_backend
-from glg.config import AnnotateConfig, ExtractConfig, load_params
-from glg.data import LANDMARK_MODES, collate_pairs, decode_pair, guided_pair
+from glg.config import LANDMARK_MODES, AnnotateConfig, ExtractConfig, load_params
+from glg.data import collate_pairs, decode_pair, guided_pair
 from glg.errors import GlgError
 from glg.face.crop import CropCounts, crop_clip
 from glg.face.landmark_transfer import transfer_landmarks
 from glg.face.landmarks import rescale_points
+from glg.models import pick_device
 from glg.store.annotations import Backend
 from glg.store.networks import read_landmark_generator, read_reenactor
 from glg.store.video import SampledFrame, SkipClip, opencv_path, printable, sample_frames
@@ -112,7 +113,7 @@ def reenact(source: Path, driving: Path, out: Path, *, checkpoint: Path = Path("
         if _same_file(out, given):
             raise GlgError(f"{out}: is the {role}, which the output would replace; "
                            "choose another output file")
-    run_on = _device(device)
+    run_on = pick_device(device, "--device")
     with partial_output(out) as partial:
         trained = read_reenactor(checkpoint)
         size = trained.model.size
@@ -364,13 +365,3 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.samefile(b)  # hard links
     except OSError:  # either one missing
         return False
-
-
-def _device(name: str) -> torch.device:
-    if name not in ("auto", "cpu", "cuda"):
-        raise GlgError(f"--device: expected auto, cpu or cuda, got {name!r}")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GlgError("--device cuda: no CUDA device is available")
-    return torch.device(name)

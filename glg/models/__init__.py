@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from glg.config import LganConfig, ModelConfig
+from glg.errors import GlgError
 from glg.face.part_crops import paste_parts
 from glg.models.discriminator import Judgement, PatchDiscriminator
 from glg.models.flow import FlowEstimator
@@ -23,7 +24,7 @@ from glg.models.parts import PartsReenactor
 
 __all__ = ["Judgement", "LandmarkDiscriminator", "LandmarkGenerator", "PatchDiscriminator",
            "Reenactment", "Reenactor", "build_discriminator", "build_landmark_gan", "build_model",
-           "parameter_counts"]
+           "parameter_counts", "pick_device"]
 
 
 class Reenactment(NamedTuple):
@@ -81,6 +82,17 @@ def build_landmark_gan(config: LganConfig, *, size: int, identities: int,
     `face_embeddings` (identities, D) with `lgan.identity_input=face_recognition`."""
     return (LandmarkGenerator(config, identities, size, face_embeddings),
             LandmarkDiscriminator(config, identities, size, face_embeddings))
+
+
+def pick_device(name: str, key: str) -> torch.device:
+    """The device the networks run on: `auto` (CUDA when present), `cpu` or `cuda`; `key` names
+    the setting in errors."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise GlgError(f"{key}: expected auto, cpu or cuda, got {name!r}")
+    cuda = torch.cuda.is_available() if name == "auto" else name == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise GlgError(f"{key}=cuda but torch sees no CUDA device")
+    return torch.device("cuda" if cuda else "cpu")
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:

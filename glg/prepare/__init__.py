@@ -34,7 +34,7 @@ from glg.errors import GlgError
 from glg.face.landmarks import AU_PRESENCE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS, rescale_points
 from glg.face.parts import PART_NAMES, PART_POINTS, part_boxes
 from glg.prepare.splits import (assign_splits, check_test_videos, evaluation_pairs, note,
-                        read_test_videos, split_counts)
+                                read_test_videos, split_counts)
 from glg.store.annotations import iter_annotation_clips
 from glg.store.frames import FRAME, FrameStore, FrameStoreWriter, decode_bgr, encode_bgr, open_store
 from glg.store.prepared import (ARRAYS, IDENTITIES, KEY, PAIRS, PARTS, SCENARIOS, SPLITS,
@@ -187,7 +187,7 @@ def store_frames(source: FrameStore, annotated: Iterable[tuple[str, str, pa.Tabl
             yield str(source.dir.absolute()), identity, video, frame, side, config
 
     with clip_results(_resize_clip, jobs(), config.engine, config.workers, _setup_worker,
-                      _local_pool, "prepare") as results:
+                      _thread_pool, "prepare") as results:
         for lengths, jpegs in results:
             clip = selected.popleft()
             stored.append((clip.identity, clip.video, store.frames, len(clip.frame)))
@@ -217,7 +217,7 @@ class _Selected(NamedTuple):
     aus: np.ndarray  # (n, 18)
 
 
-def _local_pool(workers: int) -> multiprocessing.pool.Pool:
+def _thread_pool(workers: int) -> multiprocessing.pool.Pool:
     """`workers` threads of this process: the decode, resize and encode are OpenCV calls that
     release the GIL (the rest of a worker's loop is 1 % of its time, measured), so threads run
     them in parallel with no process to start, no imports to repeat and no fork of a process

@@ -24,6 +24,7 @@ from glg.config import (DataConfig, LganConfig, LossConfig, ModelConfig, Prepare
 from glg.config.variants import variant_name
 from glg.errors import ConfigError, GlgError
 from glg.report.paper_tables import HIGHER_IS_BETTER, TABLES, PaperTable, paper_value
+from glg.store.prepared import SCENARIOS
 
 EVALUATE = "metrics/evaluate.json"
 SANITY = "metrics/evaluate_sanity.json"
@@ -31,7 +32,6 @@ TRAIN_REENACT = "metrics/train_reenact/metrics.json"
 TRAIN_LGAN = "metrics/train_lgan/metrics.json"
 METRICS = ("csim", "ssim", "psnr", "prmse", "aucon")
 COUNTS = ("pairs", "no_face")
-SCENARIOS = ("self", "unseen", "known")
 SANITY_ROWS = ("driving_as_output", "source_as_output", "annotator_vs_truth")
 REPORT, FIGURE = "report.md", "metrics.png"
 DECIMALS = {"csim": 3, "ssim": 3, "psnr": 3, "prmse": 2, "aucon": 3}  # as the paper prints them

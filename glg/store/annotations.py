@@ -24,17 +24,14 @@ import pyarrow.parquet as pq
 
 from glg.errors import GlgError, reading
 from glg.face.landmarks import (AU_IDS, AU_PRESENCE, AU_SCORE, N_LANDMARKS, POSE_COLUMNS, X_COLUMNS,
-                           Y_COLUMNS)
+                                Y_COLUMNS)
+from glg.store.writers import shard_name
 
 SCHEMA_VERSION = "1"
-SHARD_GLOB = "shard-*.parquet"
+SHARD_SUFFIX = ".parquet"
+SHARD_GLOB = f"shard-*{SHARD_SUFFIX}"
 IDENTITY_FILE = "_identity.parquet"  # leading underscore: pd.read_parquet(dir) skips it
 BOX_COLUMNS = ("box_x0", "box_y0", "box_x1", "box_y1")
-
-
-def shard_name(index: int) -> str:
-    """File name of annotation shard `index`."""
-    return f"shard-{index:05d}.parquet"
 
 
 def annotation_schema() -> pa.Schema:
@@ -141,7 +138,7 @@ def write_shard(out_dir: Path, index: int, tables: Sequence[pa.Table]) -> None:
     schema = annotation_schema()
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     pq.write_table(table.replace_schema_metadata(schema.metadata),
-                   Path(out_dir) / shard_name(index), compression="zstd")
+                   Path(out_dir) / shard_name(index, SHARD_SUFFIX), compression="zstd")
 
 
 def write_identities(out_dir: Path, rows: Sequence[dict]) -> None:

@@ -127,7 +127,7 @@ def load_checkpoint(directory: Path, fingerprint: Mapping[str, Any], say: Callab
 def first_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
     """`key: old -> new` for the first differing dotted key of two nested mappings, in the new
     one's order (params before input digests, as the trainers write them), or None."""
-    a, b = _flat(_plain(old)), _flat(_plain(new))
+    a, b = flat(_plain(old)), flat(_plain(new))
     for key in [*b, *(k for k in a if k not in b)]:
         if a.get(key) != b.get(key):
             return f"{key}: {_short(a.get(key))} -> {_short(b.get(key))}"
@@ -232,12 +232,13 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+def flat(value: Any, separator: str = ".", prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict keyed by paths, `separator` between the keys: {"a.b": 1}."""
     if not isinstance(value, dict):
         return {prefix: value}
     out: dict[str, Any] = {}
     for key, inner in value.items():
-        out.update(_flat(inner, f"{prefix}.{key}" if prefix else str(key)))
+        out.update(flat(inner, separator, f"{prefix}{separator}{key}" if prefix else str(key)))
     return out
 
 

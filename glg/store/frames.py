@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from glg.errors import GlgError, reading
-from glg.store.writers import ArrayWriter, TableWriter
+from glg.store.writers import ArrayWriter, TableWriter, shard_name
 
 if TYPE_CHECKING:  # pandas in annotations only: extract's workers start 0.3 s sooner without it
     import pandas as pd
@@ -39,18 +39,14 @@ if TYPE_CHECKING:  # pandas in annotations only: extract's workers start 0.3 s s
 MANIFEST = "manifest.parquet"
 CLIPS = "clips.parquet"
 LOCATIONS = "locations.npy"
-SHARD_GLOB = "shard-*.jpegs"
+SHARD_SUFFIX = ".jpegs"
+SHARD_GLOB = f"shard-*{SHARD_SUFFIX}"
 FRAME, SHARD, OFFSET, LENGTH = range(4)  # columns of locations.npy
 
 KEY_FIELDS = [pa.field("identity", pa.string()), pa.field("video", pa.string()),
               pa.field("frame", pa.int64())]  # index of the frame in its clip as extract stored it
 CLIPS_SCHEMA = pa.schema([*KEY_FIELDS[:2], pa.field("start", pa.int64()),
                           pa.field("frames", pa.int64())])
-
-
-def shard_name(index: int) -> str:
-    """File name of frame shard `index`."""
-    return f"shard-{index:05d}.jpegs"
 
 
 def clear_store(folder: Path) -> None:
@@ -139,7 +135,7 @@ class FrameStoreWriter:
         if self.shard_file:
             self.shard_file.close()
         self.shard, self.shard_bytes = self.shard + 1, 0
-        self.shard_file = (self.out / shard_name(self.shard)).open("wb")
+        self.shard_file = (self.out / shard_name(self.shard, SHARD_SUFFIX)).open("wb")
 
     def close(self) -> None:
         if self.shard_file:
@@ -231,13 +227,14 @@ class FrameStore:
     def _read(self, shard: int, offset: int, length: int) -> np.ndarray:
         file = self._shards.get(shard)
         if file is None:
-            path = self.dir / shard_name(shard)
+            path = self.dir / shard_name(shard, SHARD_SUFFIX)
             if not path.is_file():
                 raise GlgError(f"{path}: frame shard listed in {LOCATIONS} is missing")
             file = self._shards[shard] = path.open("rb", buffering=0)
         data = np.empty(length, np.uint8)
         if os.preadv(file.fileno(), [data], offset) != length:
-            raise GlgError(f"{self.dir / shard_name(shard)}: truncated (bytes {offset}.."
+            path = self.dir / shard_name(shard, SHARD_SUFFIX)
+            raise GlgError(f"{path}: truncated (bytes {offset}.."
                            f"{offset + length} listed in {LOCATIONS})")
         return data
 

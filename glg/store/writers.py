@@ -19,6 +19,11 @@ PARQUET_OPTIONS = dict(version="2.6", use_dictionary=False, write_statistics=Fal
                        data_page_version="1.0")
 
 
+def shard_name(index: int, suffix: str) -> str:
+    """File name of shard `index` of a store whose shards end in `suffix`: shard-00003.jpegs."""
+    return f"shard-{index:05d}{suffix}"
+
+
 class ArrayWriter:
     """Appends rows to a .npy file of shape (N, *row_shape); N is written into the header when
     the writer closes (numpy leaves room for it: `np.lib.format`'s growth-axis padding)."""

@@ -30,7 +30,8 @@ from glg.metrics.accuracy import au_agreement, nme, pose_rmse
 from glg.models import build_landmark_gan
 from glg.models.warp import unit_from_pixels
 from glg.store.annotations import read_identity_embeddings
-from glg.store.checkpoint import digest, load_checkpoint, restore, save_checkpoint, training_state
+from glg.store.checkpoint import (digest, flat, load_checkpoint, restore, save_checkpoint,
+                                  training_state)
 from glg.store.networks import save_landmark_generator
 from glg.store.prepared import PreparedFrames, read_identities
 from glg.train import losses
@@ -115,7 +116,7 @@ def _train_lgan(prepared_dir: Path, annotations_dir: Path, out_dir: Path, checkp
         generator.train()
         live.step = step
         for name, values in scores.items():
-            for key, value in _flat(values).items():  # a frame count is no curve
+            for key, value in flat(values, "/").items():  # a frame count is no curve
                 live.log_metric(f"val/{name}/{key}", value, plot=key != "frames")
         history["scores"] = scores
         return scores
@@ -234,12 +235,4 @@ def clip_action_units(frames: PreparedFrames, rows: np.ndarray, points: np.ndarr
         presence, _ = action_units(points[members].astype(np.float64), np.ones(len(members), bool))
         at = np.searchsorted(members, rows[frames.clip[rows] == clip])
         out[frames.clip[rows] == clip] = presence[at]
-    return out
-
-
-def _flat(values: dict, prefix: str = "") -> dict[str, float]:
-    out = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        out.update(_flat(value, f"{name}/") if isinstance(value, dict) else {name: value})
     return out

@@ -142,11 +142,6 @@ def perceptual(vgg: VggFeatures, fake: torch.Tensor, real: torch.Tensor) -> torc
 
 # --- total (Eq. 3.5) -----------------------------------------------------------------------
 
-# The reenactor's terms, each weighted by the LossConfig field of the same name.
-TERMS = ("l1", "parts", "adversarial", "feature_matching", "perceptual", "landmark_regression",
-         "warp")
-
-
 def weighted(terms: Mapping[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
     """Each term times its lambda (Eq. 3.5): the field of the same name of a weights config
     (`LossConfig` for the reenactor, `LganConfig`'s `adversarial` and `reconstruction`)."""

@@ -28,7 +28,7 @@ from glg.store.checkpoint import load_checkpoint, restore, save_checkpoint, trai
 from glg.store.networks import load_landmark_generator, save_reenactor
 from glg.train import losses
 from glg.train.reenactor_step import (Networks, build_networks, build_perceptual, input_digests,
-                                   train_step)
+                                      train_step)
 from glg.train.runtime import (FiniteWatch, Runtime, StepTimer, Trained, adam, autocast,
                                distribute, open_live, start_runtime, stop_runtime)
 

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from glg.errors import GlgError
+from glg.models import pick_device
 from glg.store.checkpoint import digest
 from glg.store.frames import SHARD_GLOB
 from glg.store.prepared import PreparedFrames
@@ -63,9 +64,7 @@ def start_runtime(section: str, device: str, precision: str = "fp32") -> Runtime
     `section` names the params section in errors."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if cuda and not torch.cuda.is_available():
-        raise GlgError(f"{section}.device=cuda but torch sees no CUDA device")
+    cuda = pick_device(device, f"{section}.device").type == "cuda"
     if cuda:
         torch.cuda.set_device(local)
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32: Ampere and newer, ~1e-3 relative
