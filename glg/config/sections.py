@@ -226,11 +226,12 @@ class LganConfig:
     reconstruction: float = 100.0  # L1 to the frame's own landmarks (pix2pix's lambda = 100)
     log_every: int = 100  # steps between logged training losses
     checkpoint_every: int = 1000  # steps between checkpoints and validations
+    keep_checkpoints: int = 2  # newest checkpoints kept; older ones are deleted
     device: Device = "auto"
 
     def check(self) -> None:
         for key in ("identity_dim", "au_dim", "hidden", "steps", "batch", "log_every",
-                    "checkpoint_every"):
+                    "checkpoint_every", "keep_checkpoints"):
             require(getattr(self, key) >= 1, f"lgan.{key}", "an integer >= 1",
                     getattr(self, key))
         require(self.noise_dim >= 0, "lgan.noise_dim", "an integer >= 0", self.noise_dim)

@@ -35,6 +35,7 @@ from glg.errors import GlgError
 from glg.store.checkpoint import load_checkpoint, restore, save_checkpoint, training_state
 from glg.store.networks import load_landmark_generator, save_reenactor
 from glg.store.prepared import PreparedFrames
+from glg.train.loop import trajectory
 from glg.train.reenactor_step import Networks, build_networks, build_perceptual, train_step
 from glg.train.runtime import FiniteWatch, Trained, adam, open_live, start_runtime
 
@@ -117,7 +118,7 @@ def federate(grid: Grid, job: Job, say: Callable[[str], None] = print) -> Traine
     models = {"model": model, "discriminator": discriminator}
     fingerprint = {"model": to_dict(job.model), "loss": to_dict(job.loss),
                    "train": {"batch": job.train.batch, "seed": job.train.seed, "mode": "federated"},
-                   "federated": {k: getattr(fed, k) for k in TRAJECTORY}, "inputs": job.inputs}
+                   "federated": trajectory(fed, TRAJECTORY), "inputs": job.inputs}
     state = load_checkpoint(job.checkpoint_dir, fingerprint, say, until=fed.max_rounds)
     history: dict = {"loss_g": [], "loss_d": [], "clients": [], "identities": {}}
     done = 0

@@ -30,19 +30,17 @@ from glg.metrics.accuracy import au_agreement, nme, pose_rmse
 from glg.models import build_landmark_gan
 from glg.models.warp import unit_from_pixels
 from glg.store.annotations import read_identity_embeddings
-from glg.store.checkpoint import (digest, flat, load_checkpoint, restore, save_checkpoint,
-                                  training_state)
+from glg.store.checkpoint import digest, flat
 from glg.store.networks import save_landmark_generator
 from glg.store.prepared import PreparedFrames, read_identities
 from glg.train import losses
-from glg.train.runtime import (Trained, adam, check_finite, code_digest, open_live,
-                               prepared_digest, start_runtime)
+from glg.train.loop import open_run, trajectory
+from glg.train.runtime import Trained, adam, check_finite, code_digest, prepared_digest, start_runtime
 
 VALIDATION_FRAMES = 2000  # frames scored per validation set at most: a stable mean, bounded time
-KEEP_CHECKPOINTS = 2  # the newest checkpoints kept (issue 9)
-# Params that do not change the weights a run ends with: a checkpoint under other values of
-# these is resumed (more steps continue a finished run).
-NOT_TRAJECTORY = ("steps", "log_every", "checkpoint_every", "device")
+# The lgan params a run's weights depend on (`glg.train.loop.trajectory`).
+TRAJECTORY = ("identity_input", "identity_dim", "au_dim", "noise_dim", "hidden", "batch", "lr",
+              "betas", "adversarial", "reconstruction")
 
 
 def train_lgan(prepared_dir: Path, annotations_dir: Path, out_dir: Path, checkpoint_dir: Path,
@@ -86,21 +84,19 @@ def _train_lgan(prepared_dir: Path, annotations_dir: Path, out_dir: Path, checkp
     sampler = torch.Generator().manual_seed(seed)  # batches and noise; checkpointed
 
     fingerprint = {
-        "lgan": {k: v for k, v in to_dict(config).items() if k not in NOT_TRAJECTORY},
+        "lgan": trajectory(config, TRAJECTORY),
         "seed": seed,
         "inputs": {"code": code_digest(), "prepared": prepared_digest(frames),
                    "embeddings": None if embeddings is None else digest([("e", embeddings)])},
     }
-    models = {"generator": generator, "discriminator": discriminator}
-    optimizers = {"generator": opt_g, "discriminator": opt_d}
-    state = load_checkpoint(checkpoint_dir, fingerprint, say, until=config.steps)
-    start, history = 0, {}
-    if state is not None:
-        restore(state, models, optimizers)
-        sampler.set_state(state["loader"]["sampler"])
-        start, history = state["step"], state["history"]
-        say(f"train_lgan: resuming at step {start} of {config.steps}")
-    live = open_live(metrics_dir, start if state is not None else None)
+    run = open_run("train_lgan", checkpoint_dir, metrics_dir, fingerprint,
+                   {"lgan": to_dict(config), "seed": seed},
+                   {"generator": generator, "discriminator": discriminator},
+                   {"generator": opt_g, "discriminator": opt_d}, config.steps,
+                   config.keep_checkpoints, runtime, say)
+    if run.resumed is not None:
+        sampler.set_state(run.resumed["loader"]["sampler"])
+    start, history, live = run.start, run.history, run.live
 
     def tensor(array: np.ndarray) -> torch.Tensor:
         return torch.tensor(array, device=device)  # a copy: the frame tables are read-only
@@ -123,9 +119,8 @@ def _train_lgan(prepared_dir: Path, annotations_dir: Path, out_dir: Path, checkp
 
     if start == 0:
         validate(0)
-    started, done = time.perf_counter(), start
-    seconds_before = history.get("train_seconds", 0.0)  # spent by the runs this one resumes
-    for step in range(start, config.steps):
+    done = start
+    for step in run.steps():
         pick = torch.randint(len(train), (config.batch,), generator=sampler).to(device)
         real, identity = real_all[pick], identity_all[pick]
         pose, aus = pose_all[pick], aus_all[pick]
@@ -152,25 +147,21 @@ def _train_lgan(prepared_dir: Path, annotations_dir: Path, out_dir: Path, checkp
         opt_g.step()
 
         done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
+        if run.due(done, config.log_every):
             live.step = done
             for name, value in {"discriminator": loss_d, **terms}.items():
                 live.log_metric(f"train/{name}", value.item())
             live.log_metric("train/lr", config.lr)
-            elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - run.started
             live.log_metric("perf/samples_per_s", (done - start) * config.batch / elapsed)
-        if done % config.checkpoint_every == 0 or done == config.steps:
+        if run.due(done, config.checkpoint_every):
             validate(done)
-            history["train_seconds"] = seconds_before + time.perf_counter() - started
-            save_checkpoint(checkpoint_dir, done, training_state(
-                done, fingerprint, {"lgan": to_dict(config), "seed": seed}, models, optimizers,
-                loader={"sampler": sampler.get_state()}, history=history), KEEP_CHECKPOINTS)
+            run.save(done, sampler=sampler.get_state())
     save_landmark_generator(out_dir, generator.cpu(), config,
                             identities.sort_values("index")["identity"].tolist())
-    seconds = history.get("train_seconds", 0.0)  # over every run that made these weights
     live.summary.update({"steps": config.steps, "device": device.type,
                          "identity_input": config.identity_input,
-                         "samples_per_s": done * config.batch / seconds if seconds else None})
+                         "samples_per_s": run.samples_per_s(done, config.batch)})
     live.end()
     return Trained(generator, {**live.summary, "val": history.get("scores", {})})
 

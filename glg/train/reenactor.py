@@ -24,17 +24,15 @@ from glg.config.variants import variant_name
 from glg.data import EvaluationPairs, Pair, TrainingPairs, iterate_pairs, pairs_batch
 from glg.models import Reenactment
 from glg.models.warp import warp
-from glg.store.checkpoint import load_checkpoint, restore, save_checkpoint, training_state
 from glg.store.networks import load_landmark_generator, save_reenactor
 from glg.train import losses
 from glg.train.reenactor_step import (Networks, build_networks, build_perceptual, input_digests,
                                       train_step)
+from glg.train.loop import open_run, trajectory
 from glg.train.runtime import (FiniteWatch, Runtime, StepTimer, Trained, adam, autocast,
-                               distribute, open_live, start_runtime, stop_runtime)
+                               distribute, start_runtime, stop_runtime)
 
-# The train params a run's weights depend on; a checkpoint written under other values of the
-# rest (steps, intervals, workers, device, precision, compile) is resumed, so that more steps
-# continue a finished run.
+# The train params a run's weights depend on (`glg.train.loop.trajectory`).
 TRAJECTORY = ("batch", "lr", "betas", "seed")
 SAMPLE_ROWS = 4  # pairs in a sample grid
 
@@ -96,24 +94,19 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
 
     fingerprint = {
         "model": to_dict(model_config), "loss": to_dict(loss_config),
-        "train": {key: getattr(config, key) for key in TRAJECTORY},
+        "train": trajectory(config, TRAJECTORY),
         "inputs": input_digests(frames, lgan),
     }
-    if runtime.world > 1 and not runtime.main:
-        torch.distributed.barrier()  # rank 0 first: it may move checkpoints of other params
-    state = load_checkpoint(checkpoint_dir, fingerprint, say, remove_stale=runtime.main,
-                            until=config.steps)
-    if runtime.world > 1 and runtime.main:
-        torch.distributed.barrier()
-    models = {"model": model, "discriminator": discriminator}
-    optimizers = {"model": opt_g, "discriminator": opt_d}
-    start, history = 0, {}
-    if state is not None:
-        restore(state, models, optimizers)
-        start, history = state["loader"]["batches"], state["history"]
-        say(f"train_reenact: resuming at step {start} of {config.steps}")
-        _note_world_change(state["loader"].get("world", 1), runtime.world, start, config.batch,
-                           history, say)
+    run = open_run("train_reenact", checkpoint_dir, metrics_dir, fingerprint,
+                   {"model": to_dict(model_config), "loss": to_dict(loss_config),
+                    "train": to_dict(config)},
+                   {"model": model, "discriminator": discriminator},
+                   {"model": opt_g, "discriminator": opt_d}, config.steps,
+                   config.keep_checkpoints, runtime, say)
+    start, history, live = run.start, run.history, run.live
+    if run.resumed is not None:
+        _note_world_change(run.resumed["loader"].get("world", 1), runtime.world, start,
+                           config.batch, history, say)
     say(f"train_reenact: {variant_name(model_config) or 'custom variant'} at {size} px on "
         f"{device} ({runtime.precision}, {runtime.world} process(es)), landmarks: {mode}, "
         f"perceptual_weights: {perceptual_weights}")
@@ -124,7 +117,6 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
     nets = Networks(g_forward, distribute(discriminator, runtime), vgg, opt_g, opt_d)
     batches = iterate_pairs(dataset, config.batch, config.workers, config.seed, device,
                             start=start, rank=runtime.rank, world=runtime.world)
-    live = open_live(metrics_dir, start if state is not None else None) if runtime.main else None
     val_batch = pairs_batch(validation, val_rows, device) if val_rows else None
 
     def look(step: int) -> float | None:
@@ -145,29 +137,23 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
                                                         val_batch.driving).item()
 
     def checkpoint(step: int) -> None:
-        params = {"model": to_dict(model_config), "loss": to_dict(loss_config),
-                  "train": to_dict(config)}
-        save_checkpoint(checkpoint_dir, step, training_state(
-            step, fingerprint, params, models, optimizers,
-            loader={"batches": step, "world": runtime.world}, history=history),
-            config.keep_checkpoints)
+        run.save(step, batches=step, world=runtime.world)
 
-    timer, started, window = StepTimer(), time.perf_counter(), time.perf_counter()
+    timer, window = StepTimer(), time.perf_counter()
     finite = FiniteWatch()  # read back where the loop reads anything: no host sync per step
-    seconds_before = history.get("train_seconds", 0.0)  # spent by the runs this one resumes
     done = logged = start
-    for step in range(start, config.steps):
+    for step in run.steps():
         with timer("loader"):
             batch = next(batches)
         values = train_step(nets, batch, loss_config, part_sizes, size, runtime, step, timer,
                             finite)
         done = step + 1
-        if done == config.steps or any(done % every == 0 for every in (
+        if any(run.due(done, every) for every in (
                 config.log_every, config.sample_every, config.checkpoint_every)):
             finite.check()  # every process: each stops on its own non-finite terms
         if not runtime.main:
             continue
-        if done % config.log_every == 0 or done == config.steps:
+        if run.due(done, config.log_every):
             seconds, now = timer.take(), time.perf_counter()
             live.step = done
             for name, value in values.items():
@@ -179,10 +165,9 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
             if device.type == "cuda":
                 live.log_metric("perf/cuda_memory_gib", torch.cuda.max_memory_allocated() / 2**30)
             window, logged = now, done
-        if done % config.sample_every == 0 or done == config.steps:
+        if run.due(done, config.sample_every):
             look(done)
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            history["train_seconds"] = seconds_before + time.perf_counter() - started
+        if run.due(done, config.checkpoint_every):
             checkpoint(done)
     if not runtime.main:
         return Trained(model, {})
@@ -190,12 +175,11 @@ def _train(prepared_dir: Path, lgan_dir: Path, out_dir: Path, checkpoint_dir: Pa
     if val_batch is not None and history.get("val_step") != done:  # resumed between looks
         look(done)
         checkpoint(done)
-    seconds = history.get("train_seconds", 0.0)  # over every run that made these weights
     live.summary.update({
         "steps": config.steps, "device": device.type, "precision": runtime.precision,
         "world": runtime.world, "perceptual_weights": perceptual_weights,
         "variant": variant_name(model_config) or "custom", "landmark_mode": mode,
-        "samples_per_s": done * config.batch * runtime.world / seconds if seconds else None,
+        "samples_per_s": run.samples_per_s(done, config.batch * runtime.world),
     })
     if history.get("world_changes"):
         live.summary["world_changes"] = history["world_changes"]
