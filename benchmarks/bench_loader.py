@@ -81,7 +81,7 @@ def per_piece(dataset: TrainingPairs, n: int = 320) -> dict[str, float]:
                                      for c, (h, w) in zip(part_centres(f.landmarks[r]),
                                                           f.part_sizes)])
     i = f.identity
-    clock("Eq. 3 transfer", lambda r: transfer_landmarks(f.landmarks[r], f.mean[i[r]], f.std[i[r]],
+    clock("LSt transfer", lambda r: transfer_landmarks(f.landmarks[r], f.mean[i[r]], f.std[i[r]],
                                                          f.mean[0], f.std[0]))
     clock("whole uint8 pair (what a worker makes)", lambda k: raw[k], items)
     return times

@@ -1,4 +1,4 @@
-"""Speed, size and memory of the glg networks (issue 5), at the paper's 224 x 224.
+"""Speed, size and memory of the glg networks, at the paper's 224 x 224.
 
 Prints, for each variant of the paper: forward+backward seconds per sample on this machine and
 the ratio to torchvision's ResNet-34 classifier timed the same way just before and just after

@@ -1,5 +1,5 @@
 """Every data stage at 1x, 4x and 16x the demo: time, memory and disk, their growth, and what
-they project for VoxCeleb1 and CelebV (issue 13).
+they project for VoxCeleb1 and CelebV.
 
     python benchmarks/bench_scale.py [--scales 1 4 16] [--engine local|ray] [--keep DIR]
 

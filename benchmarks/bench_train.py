@@ -1,4 +1,4 @@
-"""Training-loop figures (issue 9): samples/s of the reenactment trainer's step at the demo
+"""Training-loop figures: samples/s of the reenactment trainer's step at the demo
 settings and at batch 8, the step broken into loader wait, forward, backward and optimiser, the
 loop's overhead, and peak memory; on CUDA, samples/s at batch 32 in bf16 and the GPU's busy share.
 

@@ -1,25 +1,23 @@
 """Training and evaluation pairs from the prepare stage's store, as `Pair`s for torch.
 
 Frames are JPEGs in the prepared frame store and annotations memory-mapped arrays
-(`glg.store.prepared`), opened once per worker; heatmaps and part crops are computed on the fly.
-Measured by `benchmarks/bench_loader.py` on the busy 2-core machine: drawing a B-spline heatmap
-costs 0.1-0.5 ms per pair and the eight crops 0.2-0.5 ms; reading a stored heatmap would cost
-~0.1 ms, but storing them takes 50 KB per frame and cannot serve Eq. 3's transferred landmarks,
-which depend on the source person, so they are drawn here.
+(`glg.store.prepared`), opened once per worker; heatmaps and part crops are computed on the fly:
+drawing them costs about what reading stored ones would (`benchmarks/bench_loader.py` measures
+both), and stored heatmaps could not serve paper Eq. 3's transferred landmarks, which depend on
+the source person.
 
 Worker processes hand batches over in uint8 (`raw` datasets) and `iterate_pairs` turns them into
-the float `Pair` in the main process or on the GPU: handing over float32 moves 4x the bytes
-and halved the rate (113-199 against 237-350 pairs/s with 2 workers, same runs). The JPEGs are
-decoded either in the workers (libjpeg-turbo through OpenCV, ~0.3 ms a 224 px frame) or, with
-`decode="device"`, in the main process by `torchvision.io.decode_jpeg` on the training device
+the float `Pair` in the main process or on the GPU: float32 would move 4x the bytes between
+processes (`benchmarks/bench_loader.py` measures the rate). The JPEGs are decoded either in the
+workers (libjpeg-turbo through OpenCV) or, with `decode="device"`, in the main process by `torchvision.io.decode_jpeg` on the training device
 (nvjpeg on a GPU): the workers then hand over the JPEG bytes and `decode_pair` cuts the source
 parts with the torch crop (`glg.face.part_crops`), which shares the crop rule.
 
 The landmarks that guide a pair (`Pair.reenacted_landmarks`, `model.landmark_mode`): the
-driving's own (`driving`); Eq. 3's transfer to the source person (`lst`, Sec III-B-1), which is
-the identity map on a training pair, as both frames show one person; or the landmark GAN's
-L_reen (`lgan`, Eq. 3.4) for the source identity and the driving pose and AUs, generated once at
-construction in the main process (one batched call), so that workers stay numpy-only.
+driving's own (`driving`); paper Eq. 3's transfer to the source person (`lst`, Sec III-B-1), which
+is the identity map on a training pair, as both frames show one person; or the landmark GAN's
+L_reen (`lgan`, thesis Eq. 3.4) for the source identity and the driving pose and AUs, generated once
+at construction in the main process (one batched call), so that workers stay numpy-only.
 """
 
 from __future__ import annotations
@@ -209,7 +207,7 @@ class EvaluationPairs(_Pairs):
     """The fixed evaluation pairs of one scenario (`self`, `unseen`, `known`; Sec IV-A).
 
     In `lgan` mode each pair's landmarks are generated from the SOURCE identity and the
-    DRIVING pose and AUs (Eq. 3.4).
+    DRIVING pose and AUs (thesis Eq. 3.4).
     """
 
     def __init__(self, prepared_dir: str | Path, scenario: str,

@@ -1,4 +1,4 @@
-"""Stage `annotate`: landmarks, head pose and AUs for every extracted frame (issue 3)."""
+"""Stage `annotate`: landmarks, head pose and AUs for every extracted frame."""
 
 from __future__ import annotations
 

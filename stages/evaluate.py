@@ -1,4 +1,4 @@
-"""Stage `evaluate`: the paper's five metrics per scenario, with the sanity rows (issue 10)."""
+"""Stage `evaluate`: the paper's five metrics per scenario, with the sanity rows."""
 
 from __future__ import annotations
 

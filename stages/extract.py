@@ -23,7 +23,7 @@ def main(
     params: Params = Path("params.yaml"),
     progress: Annotated[bool, typer.Option(help="progress bar on stderr")] = True,
 ) -> None:
-    """Sample, detect, crop and store every clip's frames (issue 2, part 5)."""
+    """Sample, detect, crop and store every clip's frames."""
     config = load_params("extract", params)
     summary = extract(videos, out, config, progress=progress)
     capped = (f", {summary.capped} stopped at extract.max_frames {config.max_frames}"

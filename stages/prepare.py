@@ -1,5 +1,5 @@
 """Stage `prepare`: splits, fixed evaluation pairs, part sizes, identity statistics and the
-pre-resized frame shards the training loader reads (issue 4)."""
+pre-resized frame shards the training loader reads."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ def main(
     out: Annotated[Path, typer.Option(help="folder for <identity>/<clip>.mp4 + ground truth")],
     params: Params = Path("params.yaml"),
 ) -> None:
-    """Render demo talking-head clips from two public-domain portraits (issue 2, part 4)."""
+    """Render demo talking-head clips from two public-domain portraits."""
     config = load_params("synthesize", params)
     seed = load_params("seed", params)
     start = time.perf_counter()

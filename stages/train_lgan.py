@@ -1,5 +1,5 @@
 """Stage `train_lgan`: the landmark conditional GAN (thesis 3.3.2, Eq. 3.4), validated against
-the identity's mean shape (issue 9)."""
+the identity's mean shape."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Stage `train_reenact`: the reenactment GAN (Sec III, thesis 3.5), one process or many under
-torchrun (issue 9)."""
+torchrun."""
 
 from __future__ import annotations
 

@@ -250,7 +250,7 @@ def test_the_three_landmark_modes_give_the_reenactor_different_inputs(prepared, 
         for one, two in (("driving", "lst"), ("driving", "lgan"), ("lst", "lgan")):
             for a, b in zip(reenactor_inputs(pairs[one]), reenactor_inputs(pairs[two])):
                 assert not torch.equal(a, b), (i, one, two)
-        # lgan: L_reen of the SOURCE identity under the DRIVING pose and AUs (Eq. 3.4)
+        # lgan: L_reen of the SOURCE identity under the DRIVING pose and AUs (thesis Eq. 3.4)
         p = pairs["lgan"]
         with torch.no_grad():
             want = lgan(p.source_identity[None], p.driving_pose[None], p.driving_aus[None])[0]

@@ -1,5 +1,5 @@
 """The extract stage: the frame store it writes, its logs, byte-identical reruns, and through its
-CLI every bad input of issue 2 part 6, real clips and the demo clips."""
+CLI every bad input, real clips and the demo clips."""
 
 import csv
 import hashlib
@@ -188,7 +188,7 @@ def test_the_stage_process_never_imports_pandas(tmp_path):
 
 @pytest.fixture(scope="module")
 def bad_dataset(tmp_path_factory):
-    """One dataset holding every bad input of issue 2 part 6 next to good clips, extracted once."""
+    """One dataset holding every bad input next to good clips, extracted once."""
     root = tmp_path_factory.mktemp("bad")
     videos = root / "videos"
     write_clip(videos / "good" / "clip.mp4", face_on_canvas(288, 288, x=16, y=16))

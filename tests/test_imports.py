@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MAX_LINES = 400  # a module longer than this holds several ideas (issue 8)
+MAX_LINES = 400  # a module longer than this holds several ideas
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -1,4 +1,4 @@
-"""glg.face.landmark_transfer: Eq. 3 gives the source's statistics and keeps the driving's
+"""glg.face.landmark_transfer: paper Eq. 3 gives the source's statistics and keeps the driving's
 centre."""
 
 import numpy as np

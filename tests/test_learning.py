@@ -184,7 +184,7 @@ def test_the_parts_land_where_i_p_puts_them(vit):
 
 
 def test_the_discriminator_tells_real_from_fake(vit):
-    """D's loss on each step's fresh fakes, before its update on them (Eq. 3.7): log 4 is
+    """D's loss on each step's fresh fakes, before its update on them (thesis Eq. 3.7): log 4 is
     chance, where an untrained D sits and a frozen one ends above, as G learns to fool it."""
     losses_d = vit.history["discriminator"]
     late = losses_d[len(losses_d) // 2:].mean().item()

@@ -126,7 +126,7 @@ def test_side_by_side_known_identity_folder_driving(setup, tmp_path):
 
 def test_an_unseen_identity_in_lgan_mode_falls_back_to_lst_with_a_warning(setup, tmp_path):
     """The LGAN's learned vectors train on the training split only: an unseen person's never
-    did, so --identity naming one uses Eq. 3 with its statistics, said."""
+    did, so --identity naming one uses paper Eq. 3 with its statistics, said."""
     table = pd.read_parquet(setup["root"] / "prepared" / "identities.parquet")
     unseen = table.loc[table["role"] == "unseen", "identity"].iloc[0]
     result = run(setup, "-o", str(tmp_path / "out.mp4"), "--identity", unseen)

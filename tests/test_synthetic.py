@@ -26,7 +26,7 @@ from glg.synthesize.render import render_frame
 from stages.synthesize import app
 
 SMALL = SynthesizeConfig(identities=2, clips_per_identity=2, seconds=2.0, workers=1)
-REQUIRED_AUS = (1, 2, 4, 12, 25, 26, 45)  # issue 2, part 4: at least these are rendered
+REQUIRED_AUS = (1, 2, 4, 12, 25, 26, 45)  # at least these are rendered
 
 # dlib vs ground truth: thresholds, with what we measured on the default dataset (450 decoded
 # frames, every 3rd): mean 2.4 px, NME mean 4.5 %, median 3.5 %, 90th percentile 5.0 %.

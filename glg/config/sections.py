@@ -135,7 +135,8 @@ class PrepareConfig:
                 list(self.test_videos))
 
 
-# The guiding landmarks: the driving's, Eq. 3's transfer (Sec III-B-1) or the LGAN's (Sec III-B-2).
+# The guiding landmarks: the driving's, paper Eq. 3's transfer (paper Sec III-B-1) or the
+# LGAN's (paper Sec III-B-2).
 LandmarkMode = Literal["driving", "lst", "lgan"]
 LANDMARK_MODES: tuple[str, ...] = typing.get_args(LandmarkMode)
 
@@ -155,8 +156,8 @@ class ModelConfig:
     vit_patch_input: Literal["luma", "rgb"] = "luma"  # patch = 196 = 14x14x1 values (thesis 3.1)
     vit_patch: int = 14  # patch side, px (Sec III-A: 256 patches of 14x14 in 224x224)
     vit_layers: int = 3  # transformer layers (Sec III-A, IV-B)
-    vit_dim: int = 768  # token width d = d_q = d_k = d_v (Sec III-A, Eq. 1-2)
-    vit_heads: int = 1  # attention heads; Eq. 1-2 write one head with d_k = 768
+    vit_dim: int = 768  # token width d = d_q = d_k = d_v (Sec III-A, paper Eq. 1-2)
+    vit_heads: int = 1  # attention heads; paper Eq. 1-2 write one head with d_k = 768
     vit_mlp: int = 3072  # hidden width of each block's MLP; not given, ViT-Base's 4 x 768
     flow_code: int = 128  # width each flow token is compressed to (Sec III-A: 2x768 -> 2x128)
     flow_hidden: int = 512  # hidden width of the MLP 512 -> 6272; figure lost, chosen
@@ -210,13 +211,13 @@ class LganConfig:
     """The landmark conditional GAN (thesis 3.3.2, Eq. 3.4) and its training, which the thesis
     does not give: pix2pix's objective and optimiser (Isola et al. 2017), on landmark sets."""
 
-    # ID_s: a learned embedding per known identity (Eq. 3.4), or the source's face-recognition
-    # embedding from annotate (data/annotations/_identity.parquet), which extends to identities
-    # never trained on (thesis 5.2's future work)
+    # ID_s: a learned embedding per known identity (thesis Eq. 3.4), or the source's
+    # face-recognition embedding from annotate (data/annotations/_identity.parquet), which extends
+    # to identities never trained on (thesis 5.2's future work)
     identity_input: Literal["embedding", "face_recognition"] = "embedding"
     identity_dim: int = 64  # width of the identity code; Fig. 5 is lost, chosen
-    au_dim: int = 64  # width of each AU embedding AU_i, summed over present AUs (Eq. 3.4); chosen
-    noise_dim: int = 0  # noise input width; 0 is exactly Eq. 3.4, which has no noise
+    au_dim: int = 64  # width of each AU embedding, present ones summed (thesis Eq. 3.4); chosen
+    noise_dim: int = 0  # noise input width; 0 is exactly thesis Eq. 3.4, which has no noise
     hidden: int = 256  # hidden width of the generator and discriminator MLPs; Fig. 5 is lost
     steps: int = 20000  # optimiser steps; the thesis gives no schedule, our choice
     batch: int = 64  # landmark sets per step; our choice
@@ -302,7 +303,7 @@ class FederatedConfig:
     tau: float = 3.0  # stop once Var(L_G) over the last 5 rounds is < tau (Algorithm 1)
     min_rounds: int = 5  # rounds always run: `while round <= 5 or ...` (Algorithm 1)
     max_rounds: int = 200  # cap on the rounds; the thesis has none, our choice
-    weighting: Literal["equal", "examples"] = "equal"  # thesis 3.6.2, or n_i / n (Eq. 2.2)
+    weighting: Literal["equal", "examples"] = "equal"  # thesis 3.6.2, or n_i / n (thesis Eq. 2.2)
     round_timeout: float = 3600.0  # seconds the server waits for replies; late ones are missing
 
     def check(self) -> None:

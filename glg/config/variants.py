@@ -2,7 +2,7 @@
 and the tables that report it (paper Tables I-V, which thesis Tables 4.2-4.6 repeat, and thesis
 Table 4.7). The README's variant table and the report read them from here.
 
-`lst` changes only the landmarks the loader hands over (Eq. 3, `glg.data`), not the networks;
+`lst` changes only the landmarks the loader hands over (paper Eq. 3, `glg.data`), not the networks;
 `Style` has no flow estimator, so its backbone is moot and left to params.yaml.
 """
 

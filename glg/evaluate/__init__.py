@@ -7,7 +7,7 @@ Writes `metrics/evaluate.json` keyed by scenario (and by extra dataset: `{"celeb
 annotator's own error on the evaluated driving frames), the per-pair table
 `data/evaluate/pairs.parquet` and the figures (`glg.evaluate.figures`). The guiding landmarks
 are the checkpoint's `model.landmark_mode`'s; with `lgan` they are g(source identity, driving
-pose, driving AUs) (Eq. 3.4).
+pose, driving AUs) (thesis Eq. 3.4).
 """
 
 from __future__ import annotations

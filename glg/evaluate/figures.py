@@ -16,10 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 # per-pair column -> (title, better)
-METRICS = {"csim": ("CSIM (Eq. 4.1)", "higher"), "ssim": ("SSIM (Eq. 4.3)", "higher"),
-           "psnr": ("PSNR (Eq. 4.2), dB", "higher"), "prmse": ("pose RMSE per pair, degrees",
+METRICS = {"csim": ("CSIM (thesis Eq. 4.1)", "higher"), "ssim": ("SSIM (thesis Eq. 4.3)", "higher"),
+           "psnr": ("PSNR (thesis Eq. 4.2), dB", "higher"), "prmse": ("pose RMSE per pair, degrees",
                                                               "lower"),
-           "aucon": ("AUCON (Eq. 4.4)", "higher")}
+           "aucon": ("AUCON (thesis Eq. 4.4)", "higher")}
 SANITY_LINES = {"driving_as_output": "--", "source_as_output": ":"}
 
 

@@ -1,11 +1,11 @@
 """The `extract` stage: every video under `data.videos` -> face crops in the frame store.
 
-Issue 2, part 5: each clip is decoded and sampled (glg/store/video.py), cropped to square face crops
-of `extract.crop_px` px (glg/face/crop.py; 256, the size VoxCeleb1 and CelebV come in, paper
-Sec IV-A) and JPEG-encoded by worker processes (local or Ray actors: glg/engine.py), each into
-its own spool file; this process then moves the spool files in sorted path order into the frame
-store (format: glg/store/frames.py; its manifest's extract columns: `EXTRACT_COLUMNS`) and lists the
-skipped clips with their reasons in `skipped.csv`.
+Each clip is decoded and sampled (glg/store/video.py), cropped to square face crops of
+`extract.crop_px` px (glg/face/crop.py; 256, the size VoxCeleb1 and CelebV come in, paper Sec IV-A)
+and JPEG-encoded by worker processes (local or Ray actors: glg/engine.py), each into its own spool
+file; this process then moves the spool files in sorted path order into the frame store (format:
+glg/store/frames.py; its manifest's extract columns: `EXTRACT_COLUMNS`) and lists the skipped clips
+with their reasons in `skipped.csv`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Landmark style transfer (Sec III-B-1, Eq. 3; thesis Eq. 3.3): driving landmarks re-styled to
-the source person from each person's landmark statistics, no learning involved (`LSt`).
+"""Landmark style transfer (Sec III-B-1, paper Eq. 3; thesis Eq. 3.3): driving landmarks re-styled
+to the source person from each person's landmark statistics, no learning involved (`LSt`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ STD_FLOOR = 1e-3  # px: a coordinate that never moves in a person's frames must 
 
 def style_transfer(driving: np.ndarray, driving_mean: np.ndarray, driving_std: np.ndarray,
                    source_mean: np.ndarray, source_std: np.ndarray) -> np.ndarray:
-    """Eq. 3: driving landmarks re-styled to the source person, (..., 68, 2) -> (..., 68, 2).
+    """paper Eq. 3: driving landmarks re-styled to the source person, (..., 68, 2) -> (..., 68, 2).
 
     Means and standard deviations are per person, per landmark coordinate, (68, 2) each: the
     statistics of that person's landmarks over the dataset (Sec III-B-1).
@@ -28,6 +28,6 @@ def centre_on(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def transfer_landmarks(driving: np.ndarray, driving_mean: np.ndarray, driving_std: np.ndarray,
                        source_mean: np.ndarray, source_std: np.ndarray) -> np.ndarray:
-    """Eq. 3, then shifted so the centre stays the driving landmarks' centre (Sec III-B-1)."""
+    """paper Eq. 3, then shifted so the centre stays the driving landmarks' centre (Sec III-B-1)."""
     reenact = style_transfer(driving, driving_mean, driving_std, source_mean, source_std)
     return centre_on(reenact, np.asarray(driving, dtype=np.float64))

@@ -1,4 +1,4 @@
-"""`glg reenact`: a photo animated by a driving video with a trained checkpoint (issue 11).
+"""`glg reenact`: a photo animated by a driving video with a trained checkpoint.
 
 The source (an image, or a video's first frame with a face) and every driving frame are cropped
 exactly as `extract` crops them (`glg.face.crop.crop_clip` under the params' `extract` section:
@@ -291,13 +291,13 @@ def guiding_landmarks(mode: str, face: Face, moving: Driving, identities, lgan_p
     """(N, 68, 2) landmarks that guide each output frame (L_reen) in S pixels, the mode used and
     why it differs from `mode`, when it does.
 
-    `driving`: the driving's own. `lst`: Eq. 3 from the driving clip's statistics (its mean and
-    std over its frames) to the source's: a trained-on `identity`'s, else those of the one
+    `driving`: the driving's own. `lst`: paper Eq. 3 from the driving clip's statistics (its mean
+    and std over its frames) to the source's: a trained-on `identity`'s, else those of the one
     source frame, whose landmarks are its mean; one frame has no spread, so the source gets the
-    driving's std, which makes Eq. 3 move the driving's offsets from its own mean shape onto the
-    source's (Sec III-B-1). `lgan`: the landmark GAN for the source identity and each frame's
-    pose and AUs (Eq. 3.4); a person it was not trained on, the source itself or an `identity`
-    of the training data's unseen split, has no learned embedding
+    driving's std, which makes paper Eq. 3 move the driving's offsets from its own mean shape onto
+    the source's (Sec III-B-1). `lgan`: the landmark GAN for the source identity and each frame's
+    pose and AUs (thesis Eq. 3.4); a person it was not trained on, the source itself or an
+    `identity` of the training data's unseen split, has no learned embedding
     (`lgan.identity_input=embedding`), so `lst` stands in, said in one warning line.
     """
     if identity is not None and identity not in identities.names:

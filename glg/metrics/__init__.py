@@ -2,7 +2,7 @@
 synthesizer's ground truth, the LGAN against annotated landmarks; imported by annotate, so no
 torch), `glg.metrics.faces` (numpy: CSIM, PRMSE, AUCON on what `glg.evaluate.face_reading` read) and
 `glg.metrics.images` (torch: SSIM, PSNR), the paper's five evaluation metrics (thesis 4.2,
-Eq. 4.1-4.4; paper Sec IV-C). `write_metrics` writes any stage's metrics as DVC reads them.
+thesis Eq. 4.1-4.4; paper Sec IV-C). `write_metrics` writes any stage's metrics as DVC reads them.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def _mean(values: np.ndarray) -> float | None:
 
 
 class Csim(NamedTuple):
-    """CSIM (Eq. 4.1) of N (source, output) pairs."""
+    """CSIM (thesis Eq. 4.1) of N (source, output) pairs."""
 
     per_pair: np.ndarray  # (N,) cosine similarity; NaN where the source or output has no face
     no_face_output: int  # outputs with no face found: unscored, counted here
@@ -96,7 +96,7 @@ def prmse(output: FaceReadings, driving_pose: np.ndarray) -> PoseError:
 
 
 class AuAgreement(NamedTuple):
-    """AUCON (Eq. 4.4) of N outputs against their driving frames."""
+    """AUCON (thesis Eq. 4.4) of N outputs against their driving frames."""
 
     per_pair: np.ndarray  # (N,) (TP + TN) / len(aus); NaN where the output has no face
     no_face: int  # outputs with no face found: unscored, counted here

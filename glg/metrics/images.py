@@ -10,8 +10,8 @@ from glg.errors import GlgError
 
 SSIM_SIGMA = 1.5  # Gaussian window of Wang et al. 2004, as scikit-image's gaussian_weights=True
 SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # scikit-image (scipy) truncates it at 3.5 sigma: 5 px
-# C1 = (K1 * 255)^2, C2 = (K2 * 255)^2: Eq. 4.3 says only "close-to-zero constants"; these are
-# Wang et al.'s [51]
+# C1 = (K1 * 255)^2, C2 = (K2 * 255)^2: thesis Eq. 4.3 says only "close-to-zero constants"; these
+# are Wang et al.'s [51]
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 # Images per SSIM/PSNR step: on a CPU, one keeps the float64 maps of a 224 px pair in cache
 # (1.5x faster than 2, 2.6x than 8, measured); a GPU takes larger steps.
@@ -46,8 +46,8 @@ def psnr_cap(shape: tuple[int, ...]) -> float:
 
 
 def psnr(output, driving, device: str | torch.device = "cpu") -> np.ndarray:
-    """PSNR in dB (Eq. 4.2) per pair (N,): the squared error averaged over all H x W x 3 values
-    (as scikit-image's `peak_signal_noise_ratio`, data_range 255); identical images score
+    """PSNR in dB (thesis Eq. 4.2) per pair (N,): the squared error averaged over all H x W x 3
+    values (as scikit-image's `peak_signal_noise_ratio`, data_range 255); identical images score
     `psnr_cap` instead of infinity, so means stay finite."""
     if len(output) == 0:
         return np.zeros(0)
@@ -76,11 +76,11 @@ def _blur(maps: torch.Tensor) -> torch.Tensor:
 
 
 def ssim(output, driving, device: str | torch.device = "cpu") -> np.ndarray:
-    """SSIM (Eq. 4.3, alpha = beta = gamma = 1) per pair (N,), as scikit-image's
+    """SSIM (thesis Eq. 4.3, alpha = beta = gamma = 1) per pair (N,), as scikit-image's
     `structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
     data_range=255, channel_axis=-1)`: local statistics under an 11x11 Gaussian window, the SSIM
     map averaged over the pixels whose window lies inside the image, then over the channels.
-    Eq. 4.3 writes the means and deviations as whole-image ones; the windowed form is that of
+    thesis Eq. 4.3 writes the means and deviations as whole-image ones; the windowed form is that of
     Wang et al. [51], the paper the thesis cites for SSIM (our reading)."""
     if len(output) == 0:
         return np.zeros(0)

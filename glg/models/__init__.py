@@ -1,9 +1,9 @@
 """The glg networks behind one facade, `build_model`: the `model` params pick the variant.
 
-The paper's variants and their params: `glg.config.variants`. `model.landmark_mode` (lst: Eq. 3;
-lgan: the landmark GAN's, built here by `build_landmark_gan` and trained by its own stage) changes
-only the landmarks the loader draws (`glg.data`), not the networks. Conventions of every tensor:
-`glg.models.warp`.
+The paper's variants and their params: `glg.config.variants`. `model.landmark_mode` (lst: paper Eq.
+3; lgan: the landmark GAN's, built here by `build_landmark_gan` and trained by its own stage)
+changes only the landmarks the loader draws (`glg.data`), not the networks. Conventions of every
+tensor: `glg.models.warp`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class Reenactment(NamedTuple):
 class Reenactor(nn.Module):
     """A batch of `glg.data.Pair`s -> `Reenactment`: flow, parts and generator outputs.
 
-    The guiding landmarks (the driving's, Eq. 3's or the LGAN's, `model.landmark_mode`) arrive
+    The guiding landmarks (the driving's, paper Eq. 3's or the LGAN's, `model.landmark_mode`) arrive
     already drawn in the batch (`driving_heatmap`, `driving_heatmap_parts`, `part_centres`):
     the loader makes them (`glg.data`), so the networks are the same in every mode.
     """

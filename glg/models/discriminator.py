@@ -1,8 +1,8 @@
 """The image discriminator: a patch discriminator returning its intermediate features (Sec III-D).
 
-Driving images are "real", re-enacted images "fake" (Sec III-D, Eq. 3.7); the features of every
-layer feed the GAN feature matching loss (Eq. 3.8). The paper gives no architecture; this is
-pix2pix's 70x70 PatchGAN (Isola et al. 2017), the discriminator of the works it builds on.
+Driving images are "real", re-enacted images "fake" (Sec III-D, thesis Eq. 3.7); the features of
+every layer feed the GAN feature matching loss (thesis Eq. 3.8). The paper gives no architecture;
+this is pix2pix's 70x70 PatchGAN (Isola et al. 2017), the discriminator of the works it builds on.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from glg.config import ModelConfig
 
 class Judgement(NamedTuple):
     logits: torch.Tensor  # (B, 1, h, w): one real/fake logit per patch
-    features: tuple[torch.Tensor, ...]  # D^k(I) of every layer before the logits (Eq. 3.8)
+    features: tuple[torch.Tensor, ...]  # D^k(I) of every layer before the logits (thesis Eq. 3.8)
 
 
 class PatchDiscriminator(nn.Module):

@@ -30,7 +30,8 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of the one-channel patch in
 
 
 class SelfAttention(nn.Module):
-    """Q = vW_q, K = vW_k, V = vW_v; softmax(QK^T / sqrt(d_k)) V (Eq. 1-2), then a projection."""
+    """Q = vW_q, K = vW_k, V = vW_v; softmax(QK^T / sqrt(d_k)) V (paper Eq. 1-2), then a
+    projection."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()

@@ -2,7 +2,7 @@
 
 L_reen = g(ID_s, (alpha, beta, gamma), sum_i 1[AU_i] AU_i): the generator maps the source's
 identity, the driving's normalised head pose and the sum of the embeddings of the AUs present
-on the driving (plus noise only when `lgan.noise_dim` > 0; Eq. 3.4 has none) to 68 (x, y)
+on the driving (plus noise only when `lgan.noise_dim` > 0; thesis Eq. 3.4 has none) to 68 (x, y)
 landmarks; the discriminator judges a landmark set real or generated under the same condition.
 The MLP widths are Fig. 5's, lost, so chosen (the `lgan` params).
 
@@ -23,7 +23,8 @@ from glg.errors import GlgError
 from glg.face.landmarks import AU_IDS, N_LANDMARKS
 from glg.models.warp import pixels_from_unit, unit_from_pixels
 
-POSE_SCALE = 90.0  # degrees to "normalised angles" (Eq. 3.4): +-90 deg -> +-1; the scale is chosen
+# degrees to "normalised angles" (thesis Eq. 3.4): +-90 deg -> +-1; the scale is chosen
+POSE_SCALE = 90.0
 
 
 # --- blocks --------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ class Condition(nn.Module):
 
     def forward(self, identity: torch.Tensor, pose: torch.Tensor,
                 aus: torch.Tensor) -> torch.Tensor:
-        expression = aus.to(self.aus.dtype) @ self.aus  # sum of present AUs' embeddings (Eq. 3.4)
+        expression = aus.to(self.aus.dtype) @ self.aus  # thesis Eq. 3.4: present AUs' sum
         return torch.cat([self.identity(identity), pose / POSE_SCALE, expression], 1)
 
 
@@ -78,7 +79,8 @@ def mlp(width_in: int, hidden: int, width_out: int) -> nn.Sequential:
 
 
 class LandmarkGenerator(nn.Module):
-    """g(ID_s (B,), pose (B, 3) deg, AUs (B, 18), noise (B, Z)) -> landmarks (B, 68, 2) px, Eq. 3.4.
+    """g(ID_s (B,), pose (B, 3) deg, AUs (B, 18), noise (B, Z)) -> landmarks (B, 68, 2) px, thesis
+    Eq. 3.4.
 
     Without `noise` (or with `lgan.noise_dim` 0) the noise input is zero, the prior's mean: the
     loader's and the evaluation's landmarks are then one deterministic set per condition.

@@ -23,7 +23,7 @@ class ModulatedConv2d(nn.Module):
     """StyleGAN2's modulated, demodulated convolution: (B, C, H, W), styles (B, C) -> (B, O, H, W).
 
     The weight is scaled per sample by the styles along its input channels; demodulation then
-    rescales each output channel to unit expected norm (Karras et al. 2020, Eq. 1-3).
+    rescales each output channel to unit expected norm (Karras et al. 2020, their Eq. 1-3).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,

@@ -336,7 +336,7 @@ def _round_up(value: float, multiple: int, limit: int) -> int:
     return int(min(max(math.ceil(value / multiple), 1) * multiple, limit))
 
 
-# --- identity statistics for Eq. 3 ----------------------------------------------------------
+# --- identity statistics for paper Eq. 3 ----------------------------------------------------------
 
 
 def identity_stats(tally: Tally, identities: pd.DataFrame) -> pd.DataFrame:

@@ -2,8 +2,8 @@
 landmark generator, stage `train_lgan`) and `data/reenact/reenactor.pt` (the reenactor, stage
 `train_reenact`). Each holds the state dict and, as plain data, what running it needs besides:
 the params and size it was built from, the identities it was trained on (names; the
-reenactor also their Eq. 3 landmark statistics) and the reenactor's part crop sizes. Both carry
-`FORMAT` and their `kind`, so a file of another glg version or of the other network is refused
+reenactor also their paper Eq. 3 landmark statistics) and the reenactor's part crop sizes. Both
+carry `FORMAT` and their `kind`, so a file of another glg version or of the other network is refused
 in one line naming it. Read with `weights_only=True`.
 """
 
@@ -25,12 +25,12 @@ from glg.store.prepared import read_identities, read_parts
 
 LGAN_FILE = "lgan.pt"
 REENACTOR_FILE = "reenactor.pt"
-FORMAT = 2  # of both files; 2: format, kind, identities and part sizes (issue 11)
+FORMAT = 2  # of both files; 2: format, kind, identities and part sizes
 
 
 class IdentityStats(NamedTuple):
-    """The trained-on people: names (I,) and Eq. 3's landmark mean and std, (I, 68, 2) each, in
-    pixels of the S crop (`glg.store.prepared`'s identity table)."""
+    """The trained-on people: names (I,) and paper Eq. 3's landmark mean and std, (I, 68, 2) each,
+    in pixels of the S crop (`glg.store.prepared`'s identity table)."""
 
     names: tuple[str, ...]
     mean: np.ndarray
@@ -142,18 +142,18 @@ def _read(path: Path, name: str, kind: str, stage: str) -> tuple[Path, dict]:
     path = Path(path)
     path = path / name if path.is_dir() or not path.suffix else path
     if not path.is_file():
-        raise GlgError(f"{path}: trained weights not found (run {stage} first)")
+        raise GlgError(f"{path}: trained network not found (run {stage} first)")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign file
-        raise GlgError(f"{path}: unreadable weights ({type(err).__name__}); "
+        raise GlgError(f"{path}: unreadable network file ({type(err).__name__}); "
                        f"re-run {stage}") from None
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         found = saved.get("format", "none") if isinstance(saved, dict) else "none"
-        raise GlgError(f"{path}: not {kind} weights of this glg version (format {found}, "
+        raise GlgError(f"{path}: not a {kind} file of this glg version (format {found}, "
                        f"expected {FORMAT}); re-run {stage}")
     if saved.get("kind") != kind:
-        raise GlgError(f"{path}: {saved.get('kind')} weights, expected {kind} weights "
+        raise GlgError(f"{path}: a {saved.get('kind')} file, expected a {kind} file "
                        f"(written by {stage})")
     return path, saved
 
@@ -166,5 +166,5 @@ def _refused(path: Path, stage: str) -> Iterator[None]:
         yield
     except (GlgError, RuntimeError, KeyError, TypeError) as err:
         first = (str(err).strip() or type(err).__name__).splitlines()[0]
-        raise GlgError(f"{path}: weights of another glg version or variant ({first}); "
+        raise GlgError(f"{path}: a network of another glg version or variant ({first}); "
                        f"re-run {stage}") from None

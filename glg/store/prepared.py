@@ -12,7 +12,7 @@
 - `pairs.parquet`: the fixed evaluation pairs: `scenario` (self / unseen / known), source and
   driving `identity`, `video`, `frame` and `row`;
 - `identities.parquet`: the identity table (`index` is what `Pair.source_identity` holds), with
-  each person's landmark mean and std per coordinate (`mean_x_i`, ..., `std_y_i`) for Eq. 3;
+  each person's landmark mean and std per coordinate (`mean_x_i`, ..., `std_y_i`) for paper Eq. 3;
 - `parts.json`: the fixed (height, width) of each part crop; `summary.json`: counts and notes.
 """
 

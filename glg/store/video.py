@@ -43,7 +43,7 @@ class Clip:
 
 
 def clip_key(source: str) -> tuple[str, str]:
-    """`(identity, video)` of a path relative to data.videos (conventions of issue 2).
+    """`(identity, video)` of a path relative to data.videos (the layouts `data.videos` accepts).
 
     `<identity>/<clip>.mp4` -> (identity, clip); `<identity>/<yt_id>/<clip>.mp4` ->
     (identity, 'yt_id/clip'). A file right under data.videos is its own identity: (stem, stem).

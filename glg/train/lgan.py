@@ -2,14 +2,14 @@
 
 The thesis gives no loss or optimiser for it; we take pix2pix's (Isola et al. 2017), the usual
 conditional GAN with a ground truth: the DCGAN loss of a discriminator that sees the condition
-(`glg.train.losses`, Eq. 3.7's form) plus lambda = 100 times the L1 distance to the frame's own
-landmarks, in unit coordinates (pix2pix's images are in [-1, 1] too); Adam at 2e-4, betas
+(`glg.train.losses`, thesis Eq. 3.7's form) plus lambda = 100 times the L1 distance to the frame's
+own landmarks, in unit coordinates (pix2pix's images are in [-1, 1] too); Adam at 2e-4, betas
 (0.5, 0.999). Each step updates the discriminator, then the generator.
 
 Samples: every training-split frame is one (identity, pose, AUs) -> landmarks pair, in the
 S px coordinates the loader uses. Validation (`landmark_scores`): the held-out frames of known
 identities, and the unseen identities (meaningful with face embeddings, thesis 5.2), each
-scored next to the identity's mean shape (Eq. 3's statistics) in the same run.
+scored next to the identity's mean shape (paper Eq. 3's statistics) in the same run.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from glg.store.networks import save_landmark_generator
 from glg.store.prepared import PreparedFrames, read_identities
 from glg.train import losses
 from glg.train.loop import open_run, trajectory
-from glg.train.runtime import Trained, adam, check_finite, code_digest, prepared_digest, start_runtime
+from glg.train.runtime import (Trained, adam, check_finite, code_digest, prepared_digest,
+                               start_runtime)
 
 VALIDATION_FRAMES = 2000  # frames scored per validation set at most: a stable mean, bounded time
 # The lgan params a run's weights depend on (`glg.train.loop.trajectory`).
@@ -61,8 +62,8 @@ def _train_lgan(prepared_dir: Path, annotations_dir: Path, out_dir: Path, checkp
                 say: Callable[[str], None]) -> Trained:
     runtime = start_runtime("lgan", config.device)
     if runtime.device.type == "cpu":
-        # MLPs this small run fastest on one thread; beside another busy process, two threads
-        # took 94 ms a step against 5 ms for one (measured on the 2-core machine)
+        # MLPs this small run fastest on one thread, and a second thread contends with
+        # whatever else the machine runs (benchmarks/bench_train.py times a step)
         torch.set_num_threads(1)
     device = runtime.device
     frames = PreparedFrames(prepared_dir)
@@ -190,7 +191,7 @@ def generated_landmarks(generator: torch.nn.Module, frames: PreparedFrames) -> n
 
 def landmark_scores(frames: PreparedFrames, rows: np.ndarray, generated: np.ndarray) -> dict:
     """Generated landmarks (N, 68, 2) on `rows` against the annotations, next to the baseline of
-    each identity's mean shape (Eq. 3's mean): NME over the inter-ocular distance; RMSE of the
+    each identity's mean shape (paper Eq. 3's mean): NME over the inter-ocular distance; RMSE of the
     head pose the annotator (`head_pose`, solvePnP) reads off them against the input pose; and
     agreement of the AUs the annotator's rules read off them (per clip, over the AUs the rules
     measure) with the input AUs."""
@@ -207,7 +208,7 @@ def landmark_scores(frames: PreparedFrames, rows: np.ndarray, generated: np.ndar
         centred = points[rows] - points[rows].mean(1, keepdims=True) + truth.mean(1, keepdims=True)
         out[name] = {
             "nme": float(nme(points[rows], truth).mean()),
-            # the same without the face's place in the crop, which Eq. 3.4's condition lacks
+            # the same without the face's place in the crop, which thesis Eq. 3.4's condition lacks
             "nme_centred": float(nme(centred, truth).mean()),
             "pose_rmse": {a: pose_rmse(poses[:, k], frames.pose[rows, k])
                           for k, a in enumerate(POSE_COLUMNS)},

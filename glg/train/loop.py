@@ -51,7 +51,7 @@ class TrainingRun:
         return range(self.start, self.total)
 
     def due(self, done: int, every: int) -> bool:
-        """Whether something done every `every` steps falls after step `done` (or it is the last)."""
+        """Whether a thing done every `every` steps falls after step `done` (or it is the last)."""
         return done % every == 0 or done == self.total
 
     def save(self, done: int, **loader: Any) -> None:

@@ -1,8 +1,9 @@
 """The training losses (Sec III-D, thesis 3.5, Eq. 3.5-3.9), pure functions returning scalars.
 
-L = 20 L1(image) + 5 L1(parts) + 1 L_adv + 1 L_FM + 10 L_P (Sec III-D), plus the ViT's auxiliary
-landmark regression (Sec III-A); the weights are the `loss` params and `weighted_sum` applies
-them. The perceptual loss runs a VGG19 built outside (`build_vgg19`): ImageNet weights through
+L = l1 L1(image) + parts L1(parts) + adversarial L_adv + feature_matching L_FM + perceptual L_P
+(Sec III-D), plus the ViT's auxiliary landmark regression (Sec III-A): each weight is the `loss`
+param of the term's name (the paper's values: `LossConfig`'s defaults) and `weighted_sum`
+applies them. The perceptual loss runs a VGG19 built outside (`build_vgg19`): ImageNet weights through
 torchvision when they can be had, otherwise frozen random VGG19 features seeded from params, with
 one prominent warning, and the choice recorded in `VggFeatures.weights_used` for every result.
 """
@@ -28,11 +29,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-# --- L1 (Eq. 3.6) --------------------------------------------------------------------------
+# --- L1 (thesis Eq. 3.6) --------------------------------------------------------------------------
 
 
 def l1(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference over pixels and channels (Eq. 3.6)."""
+    """Mean absolute difference over pixels and channels (thesis Eq. 3.6)."""
     return (fake - real).abs().mean()
 
 
@@ -48,11 +49,12 @@ def landmark_regression(predicted: torch.Tensor, real: torch.Tensor, size: int) 
     return (predicted - real).abs().mean() / size
 
 
-# --- adversarial, DCGAN (Eq. 3.7) ----------------------------------------------------------
+# --- adversarial, DCGAN (thesis Eq. 3.7) ----------------------------------------------------------
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """-[log D(real) + log(1 - D(fake))] (Eq. 3.7, DCGAN): real driving -> 1, re-enacted -> 0."""
+    """-[log D(real) + log(1 - D(fake))] (thesis Eq. 3.7, DCGAN): real driving -> 1, re-enacted ->
+    0."""
     return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
             + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
 
@@ -62,20 +64,22 @@ def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-# --- feature matching (Eq. 3.8) ------------------------------------------------------------
+# --- feature matching (thesis Eq. 3.8) ------------------------------------------------------------
 
 
 def feature_matching(fake_features: Sequence[torch.Tensor],
                      real_features: Sequence[torch.Tensor]) -> torch.Tensor:
-    """sum_k ||D^k(I_d) - D^k(I_g)||_1 over the discriminator's layers (Eq. 3.8), real detached."""
+    """sum_k ||D^k(I_d) - D^k(I_g)||_1 over the discriminator's layers (thesis Eq. 3.8), real
+    detached."""
     return sum(l1(f, r.detach()) for f, r in zip(fake_features, real_features, strict=True))
 
 
-# --- perceptual (Eq. 3.9) ------------------------------------------------------------------
+# --- perceptual (thesis Eq. 3.9) ------------------------------------------------------------------
 
 
 class VggFeatures(nn.Module):
-    """Image (B, 3, H, W) in [-1, 1] -> the 5 group outputs of VGG19's first 30 layers (Eq. 3.9).
+    """Image (B, 3, H, W) in [-1, 1] -> the 5 group outputs of VGG19's first 30 layers (thesis Eq.
+    3.9).
 
     Frozen; `weights_used` says which weights ran ("imagenet" or "random").
     """
@@ -134,16 +138,17 @@ def random_vgg19_features(seed: int) -> nn.Sequential:
 
 
 def perceptual(vgg: VggFeatures, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """sum_j ||V^j(I_d) - V^j(I_g)||_1 over the 5 VGG19 groups (Eq. 3.9); no gradient via real."""
+    """sum_j ||V^j(I_d) - V^j(I_g)||_1 over the 5 VGG19 groups (thesis Eq. 3.9); no gradient via
+    real."""
     with torch.no_grad():
         real_features = vgg(real)
     return sum(l1(f, r) for f, r in zip(vgg(fake), real_features, strict=True))
 
 
-# --- total (Eq. 3.5) -----------------------------------------------------------------------
+# --- total (thesis Eq. 3.5) -----------------------------------------------------------------------
 
 def weighted(terms: Mapping[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
-    """Each term times its lambda (Eq. 3.5): the field of the same name of a weights config
+    """Each term times its lambda (thesis Eq. 3.5): the field of the same name of a weights config
     (`LossConfig` for the reenactor, `LganConfig`'s `adversarial` and `reconstruction`)."""
     weights = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                if isinstance(getattr(config, f.name), float)}
@@ -154,5 +159,6 @@ def weighted(terms: Mapping[str, torch.Tensor], config: Any) -> dict[str, torch.
 
 
 def weighted_sum(terms: Mapping[str, torch.Tensor], config: Any) -> torch.Tensor:
-    """L = sum of lambda * term (Eq. 3.5), each weight the config field of the term's name."""
+    """L = sum of lambda * term (thesis Eq. 3.5), each weight the config field of the term's
+    name."""
     return sum(weighted(terms, config).values())

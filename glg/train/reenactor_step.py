@@ -62,8 +62,8 @@ def train_step(nets: Networks, batch: Pair, loss_config: LossConfig,
                part_sizes: tuple[tuple[int, int], ...], size: int, runtime: Runtime, step: int,
                timer: StepTimer | None = None,
                finite: FiniteWatch | None = None) -> dict[str, torch.Tensor]:
-    """One update of D (driving real, reenacted fake; Eq. 3.7), then of G (Eq. 3.5); returns
-    the detached weighted loss terms. A NaN or infinite term is never applied: without
+    """One update of D (driving real, reenacted fake; thesis Eq. 3.7), then of G (thesis Eq. 3.5);
+    returns the detached weighted loss terms. A NaN or infinite term is never applied: without
     `finite` the step stops on it at once (a host sync); with it, the updates from then on
     are skipped on the device and `finite.check()` stops the run (the trainers' log steps).
 
