@@ -20,7 +20,7 @@ from glg.models.parts import PartReenactor
 from glg.models.style import ModulatedConv2d
 from glg.prepare import prepare
 from glg.variants import VARIANTS, variant_config
-from glg.warp import warp
+from glg.warp import landmark_flow, warp
 
 S = 56  # 7 * 2^3: the smallest crop the flow head and 14-px patches both allow
 PART_SIZES = [(10, 14), (10, 14), (13, 12), (12, 21)]  # odd sizes on purpose
@@ -227,6 +227,21 @@ def test_facade_builds_and_runs_every_variant(name, batch):
     assert [p.shape[-2:] for p in out.parts] == PART_SIZES
     assert (out.flow is None) == (not config.flow)
     assert (out.driving_landmarks is None) == (not config.flow or config.backbone == "resnet")
+
+
+def test_the_landmark_prior_is_the_flow_before_the_estimator_learns(batch):
+    """model.flow_prior=landmarks: the flow is the guide-to-source spline plus the estimator's,
+    whose last layer starts at zero, so the untrained residual model is the source warped by
+    the spline; without the prior that flow is zero."""
+    with_prior = build_model(tiny(output="residual", flow_prior="landmarks"), size=S)
+    prior = landmark_flow(batch.source_landmarks, batch.reenacted_landmarks, S)
+    out = with_prior(batch)
+    torch.testing.assert_close(out.flow, prior)
+    torch.testing.assert_close(out.image, warp(batch.source, prior).clamp(-1, 1))
+    torch.manual_seed(0)
+    assert build_model(tiny(output="residual"), size=S)(batch).flow.abs().max() == 0
+    with pytest.raises(ConfigError, match="model.flow_prior"):
+        tiny(flow=False, flow_prior="landmarks").check()
 
 
 def test_bf16_autocast_forward_and_backward(batch):
