@@ -36,7 +36,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from glg.config import LANDMARK_MODES, LandmarkMode
 from glg.errors import GlgError
 from glg.face.heatmap import draw_heatmap
-from glg.face.landmark_transfer import transfer_landmarks
+from glg.face.landmark_transfer import place_generated, transfer_landmarks
 from glg.face.part_crops import crop_parts
 from glg.face.parts import crop_part, part_centres
 from glg.store.prepared import SCENARIOS, PreparedFrames, read_pairs
@@ -88,7 +88,8 @@ class _Pairs(Dataset):
     def generate(self, lgan: LandmarkSource, identity: np.ndarray, driving: np.ndarray,
                  chunk: int = 65536) -> np.ndarray:
         """(M, 68, 2) float32 landmarks of the LGAN for `identity` (M,) and the pose and AUs of
-        frames `driving` (M,), in one no-grad pass per `chunk` rows, on the LGAN's device."""
+        frames `driving` (M,), in one no-grad pass per `chunk` rows, on the LGAN's device,
+        centred on the driving frames' landmarks (`place_generated`)."""
         if getattr(lgan, "size", self.frames.size) != self.frames.size:
             raise GlgError(f"the landmark generator draws {lgan.size} px landmarks but the "
                            f"prepared frames are {self.frames.size} px; re-run train_lgan")
@@ -104,7 +105,7 @@ class _Pairs(Dataset):
         generated = np.concatenate(out) if out else np.zeros((0, 68, 2), np.float32)
         if not np.isfinite(generated).all():
             raise GlgError("the landmark generator gave non-finite landmarks")
-        return generated
+        return place_generated(generated, self.frames.landmarks[driving])
 
     def pair(self, source: int, driving: int, generated: np.ndarray | None = None) -> Pair:
         raw = self.raw_pair(source, driving, generated, jpeg=self.raw and self.jpeg)

@@ -3,7 +3,7 @@ centre."""
 
 import numpy as np
 
-from glg.face.landmark_transfer import centre_on, style_transfer, transfer_landmarks
+from glg.face.landmark_transfer import centre_on, place_generated, style_transfer, transfer_landmarks
 from glg.face.mean_face import MEAN_FACE_3D
 
 
@@ -46,3 +46,13 @@ def test_a_constant_coordinate_does_not_divide_by_zero():
     d_std[0] = 0.0
     driving[:, 0] = d_mean[0]
     assert np.isfinite(style_transfer(driving, d_mean, d_std, s_mean, s_std)).all()
+
+
+def test_generated_landmarks_are_centred_on_the_driving_keeping_their_shape():
+    driving, stats = people(4)
+    generated = (style_transfer(driving, *stats) + 9.0).astype(np.float32)  # elsewhere
+    placed = place_generated(generated, driving)
+    assert placed.dtype == np.float32
+    np.testing.assert_allclose(placed.mean(-2), driving.mean(-2), atol=1e-4)
+    np.testing.assert_allclose(placed - placed.mean(-2, keepdims=True),
+                               generated - generated.mean(-2, keepdims=True), atol=1e-4)

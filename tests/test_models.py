@@ -18,7 +18,7 @@ from glg.models.flow import FlowEstimator, ResNetFeatures, ViTFeatures
 from glg.models.generator import ImageGenerator
 from glg.models.parts import PartReenactor
 from glg.models.style import ModulatedConv2d
-from glg.models.warp import warp
+from glg.models.warp import landmark_flow, warp
 from glg.prepare import prepare
 from glg.train import losses
 
@@ -227,6 +227,21 @@ def test_facade_builds_and_runs_every_variant(name, batch):
     assert [p.shape[-2:] for p in out.parts] == PART_SIZES
     assert (out.flow is None) == (not config.flow)
     assert (out.driving_landmarks is None) == (not config.flow or config.backbone == "resnet")
+
+
+def test_the_landmark_prior_is_the_flow_before_the_estimator_learns(batch):
+    """model.flow_prior=landmarks: the flow is the guide-to-source spline plus the estimator's,
+    whose last layer starts at zero, so the untrained residual model is the source warped by
+    the spline; without the prior that flow is zero."""
+    with_prior = build_model(tiny(output="residual", flow_prior="landmarks"), size=S)
+    prior = landmark_flow(batch.source_landmarks, batch.reenacted_landmarks, S)
+    out = with_prior(batch)
+    torch.testing.assert_close(out.flow, prior)
+    torch.testing.assert_close(out.image, warp(batch.source, prior).clamp(-1, 1))
+    torch.manual_seed(0)
+    assert build_model(tiny(output="residual"), size=S)(batch).flow.abs().max() == 0
+    with pytest.raises(ConfigError, match="model.flow_prior"):
+        tiny(flow=False, flow_prior="landmarks").check()
 
 
 def test_bf16_autocast_forward_and_backward(batch):

@@ -152,6 +152,10 @@ class ModelConfig:
     # generated: the generator draws the whole image (Sec III-C); residual: the source warped by
     # the flow plus the generator's correction, zero at the start (not in the paper)
     output: Literal["generated", "residual"] = "generated"
+    # none: the flow is the estimator's (Sec III-A); landmarks: the estimator's flow is added to
+    # the thin-plate spline from the guiding landmarks to the source's (not in the paper,
+    # glg.warp.landmark_flow)
+    flow_prior: Literal["none", "landmarks"] = "none"
     resnet_weights: Literal["none", "imagenet"] = "none"  # ResNet-34 init; the paper is silent
     vit_patch_input: Literal["luma", "rgb"] = "luma"  # patch = 196 = 14x14x1 values (thesis 3.1)
     vit_patch: int = 14  # patch side, px (Sec III-A: 256 patches of 14x14 in 224x224)
@@ -173,6 +177,8 @@ class ModelConfig:
     def check(self) -> None:
         require(self.flow or self.style, "model.style",
                 "true when model.flow is false (Table V's Style baseline)", self.style)
+        require(self.flow or self.flow_prior == "none", "model.flow_prior",
+                "none when model.flow is false (there is no flow to add it to)", self.flow_prior)
         for key in ("vit_patch", "vit_layers", "vit_dim", "vit_heads", "vit_mlp", "flow_code",
                     "flow_hidden", "flow_channels", "part_channels", "part_levels",
                     "generator_channels", "generator_blocks", "style_dim",

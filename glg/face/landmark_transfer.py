@@ -31,3 +31,14 @@ def transfer_landmarks(driving: np.ndarray, driving_mean: np.ndarray, driving_st
     """paper Eq. 3, then shifted so the centre stays the driving landmarks' centre (Sec III-B-1)."""
     reenact = style_transfer(driving, driving_mean, driving_std, source_mean, source_std)
     return centre_on(reenact, np.asarray(driving, dtype=np.float64))
+
+
+def place_generated(generated: np.ndarray, driving: np.ndarray) -> np.ndarray:
+    """The LGAN's landmarks (..., 68, 2) centred on the driving's, as paper Eq. 3's are (Sec III-B-1).
+
+    The LGAN sees the driving's pose and AUs but not where the face sits in the crop, so its
+    landmarks keep the person's mean place, and the guide would miss the face it guides by the
+    driving's head shift (docs/learning.md).
+    """
+    return centre_on(np.asarray(generated), np.asarray(driving, dtype=np.float64)).astype(
+        np.asarray(generated).dtype)

@@ -34,7 +34,7 @@ from glg.config import LANDMARK_MODES, AnnotateConfig, ExtractConfig, load_param
 from glg.data import collate_pairs, decode_pair, guided_pair
 from glg.errors import GlgError
 from glg.face.crop import CropCounts, crop_clip
-from glg.face.landmark_transfer import transfer_landmarks
+from glg.face.landmark_transfer import place_generated, transfer_landmarks
 from glg.face.landmarks import rescale_points
 from glg.models import pick_device
 from glg.store.annotations import Backend
@@ -296,9 +296,9 @@ def guiding_landmarks(mode: str, face: Face, moving: Driving, identities, lgan_p
     source frame, whose landmarks are its mean; one frame has no spread, so the source gets the
     driving's std, which makes paper Eq. 3 move the driving's offsets from its own mean shape onto
     the source's (Sec III-B-1). `lgan`: the landmark GAN for the source identity and each frame's
-    pose and AUs (thesis Eq. 3.4); a person it was not trained on, the source itself or an
-    `identity` of the training data's unseen split, has no learned embedding
-    (`lgan.identity_input=embedding`), so `lst` stands in, said in one warning line.
+    pose and AUs (thesis Eq. 3.4), centred on the frame's landmarks; a person it was not trained
+    on, the source itself or an `identity` of the training data's unseen split, has no learned
+    embedding (`lgan.identity_input=embedding`), so `lst` stands in, said in one warning line.
     """
     if identity is not None and identity not in identities.names:
         raise GlgError(f"--identity: {identity!r} is not one of the checkpoint's people "
@@ -337,7 +337,8 @@ def guiding_landmarks(mode: str, face: Face, moving: Driving, identities, lgan_p
                 generated = generator(torch.full((n,), row, dtype=torch.int64),
                                       torch.from_numpy(np.asarray(moving.pose, np.float32)),
                                       torch.from_numpy(np.asarray(moving.aus, np.float32)))
-            return generated.numpy().astype(np.float64), mode, note
+            placed = place_generated(generated.numpy().astype(np.float64), moving.landmarks)
+            return placed, mode, note
     driving_mean, driving_std = moving.landmarks.mean(0), moving.landmarks.std(0)
     if identity is not None:
         k = identities.names.index(identity)

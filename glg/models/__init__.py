@@ -21,6 +21,7 @@ from glg.models.flow import FlowEstimator
 from glg.models.generator import ImageGenerator
 from glg.models.lgan import LandmarkDiscriminator, LandmarkGenerator
 from glg.models.parts import PartsReenactor
+from glg.models.warp import landmark_flow
 
 __all__ = ["Judgement", "LandmarkDiscriminator", "LandmarkGenerator", "PatchDiscriminator",
            "Reenactment", "Reenactor", "build_discriminator", "build_landmark_gan", "build_model",
@@ -57,6 +58,9 @@ class Reenactor(nn.Module):
         if self.flow_estimator is not None:
             flow, source_landmarks, driving_landmarks = self.flow_estimator(batch.source,
                                                                             batch.driving)
+            if self.config.flow_prior == "landmarks":
+                flow = flow + landmark_flow(batch.source_landmarks, batch.reenacted_landmarks,
+                                            self.size).to(flow.dtype)
         else:
             flow, source_landmarks, driving_landmarks = None, None, None
         parts = self.parts(batch.source_parts, batch.driving_heatmap_parts)

@@ -75,3 +75,38 @@ def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     grid = grid + flow.permute(0, 2, 3, 1)  # (B, H, W, 2)
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros",
                          align_corners=ALIGN_CORNERS)
+
+
+def landmark_flow(source_landmarks: torch.Tensor, guide_landmarks: torch.Tensor, size: int,
+                  stiffness: float = 1.0) -> torch.Tensor:
+    """The backward flow (B, 2, S, S) of the thin-plate spline that takes each guiding landmark
+    to the source's (B, 68, 2 px each): the source warped by it wears the guide's face.
+
+    Not in the paper, whose flow is the estimator's alone (Sec III-A): `model.flow_prior`. The
+    spline is fitted in unit coordinates with `stiffness` on its bending term (lambda of a
+    smoothing spline): landmarks that coincide (closed lips) leave the system solvable, and
+    1.0 keeps the warp smooth between the 68 points (chosen on the demo data, docs/learning.md).
+    Always float32: the solve has no bfloat16 kernel and is tiny (71 x 71 per image).
+    """
+    with torch.autocast(source_landmarks.device.type, enabled=False):
+        guide = unit_from_pixels(guide_landmarks.float(), size)  # control points (B, n, 2)
+        target = unit_from_pixels(source_landmarks.float(), size)
+        batch, n, _ = guide.shape
+        affine = torch.cat([guide.new_ones(batch, n, 1), guide], -1)  # (B, n, 3)
+        system = guide.new_zeros(batch, n + 3, n + 3)
+        system[:, :n, :n] = _spline_kernel(guide, guide) + stiffness * torch.eye(
+            n, device=guide.device)
+        system[:, :n, n:] = affine
+        system[:, n:, :n] = affine.transpose(1, 2)
+        rhs = torch.cat([target, guide.new_zeros(batch, 3, 2)], 1)
+        solution = torch.linalg.solve(system, rhs)  # (B, n + 3, 2): bending weights, affine
+        grid = identity_grid(size, size, device=guide.device).reshape(1, -1, 2)  # (1, S*S, 2)
+        mapped = (solution[:, n:n + 1] + grid @ solution[:, n + 1:]
+                  + _spline_kernel(grid.expand(batch, -1, -1), guide) @ solution[:, :n])
+        return (mapped - grid).reshape(batch, size, size, 2).permute(0, 3, 1, 2)
+
+
+def _spline_kernel(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """U(r) = r^2 log r^2 between (B, M, 2) points and (B, n, 2) centres: (B, M, n)."""
+    squared = torch.cdist(points, centres).square()
+    return squared * torch.log(squared.clamp_min(1e-12))

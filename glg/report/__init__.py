@@ -129,7 +129,7 @@ def _run(entry: dict, name: str) -> Run:
 
 
 # Params whose demo values depart from the paper's recipe (glg/config/sections.py has the paper's).
-RECIPE_CHOICES = {"model": ("output", "generator_channels"), "loss": ("warp",)}
+RECIPE_CHOICES = {"model": ("output", "flow_prior", "generator_channels"), "loss": ("warp",)}
 
 
 def not_reproduction(run: Run) -> list[str]:
