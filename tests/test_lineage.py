@@ -46,11 +46,11 @@ def test_akd_is_the_mean_landmark_distance_and_nan_without_a_face():
 
 
 def test_aed_is_the_distance_of_unit_embeddings_and_nan_without_a_face():
-    angle = np.array([0.0, np.pi / 3, np.pi / 2])
+    angle = np.array([0.0, np.pi / 2, np.pi / 3])
     reference = np.tile([1.0, 0.0], (3, 1))
     output = np.stack([np.cos(angle), np.sin(angle)], 1)
     got = aed(faces(embedding=reference), faces(embedding=output, found=[True, True, False]))
-    assert got[:2] == pytest.approx(2 * np.sin(angle[:2] / 2), abs=1e-12)  # chord: 0, 1
+    assert got[:2] == pytest.approx([0.0, np.sqrt(2)], abs=1e-12)  # the chord: 2 sin(angle / 2)
     assert np.isnan(got[2])
     assert np.isnan(aed(faces(embedding=reference, found=[False] * 3),
                         faces(embedding=output))).all()
