@@ -34,14 +34,23 @@ def report(
     summary: Annotated[bool, typer.Option(
         "--summary", help="print the scenario x metric table of the workspace's metrics only")
     ] = False,
+    scores: Annotated[Path | None, typer.Option(
+        help="folder of glg score results, one per method [default: ./scores when present]")
+    ] = None,
 ) -> None:
     """Our runs beside the paper's Tables I-V and thesis Table 4.7, in reports/report.md."""
     from glg import report as reporting
+    from glg.errors import GlgError
+    from glg.report.extra import SCORES, external_runs
+    from glg.report.extra import summary as summary_table
 
     if summary:
-        typer.echo(reporting.summary(metrics))
+        typer.echo(summary_table(metrics))
         return
-    path = reporting.write_report(reporting.exp_show(exp_json), out, metrics)
+    if scores is not None and not scores.is_dir():
+        raise GlgError(f"{scores}: no such folder of glg score results")
+    path = reporting.write_report(reporting.exp_show(exp_json), out, metrics,
+                                  external_runs(scores or SCORES))
     typer.echo(f"report: {path}")
 
 
@@ -81,3 +90,59 @@ def reenact_command(
     typer.echo(f"reenact: {done.frames} frames in {done.seconds:.1f} s, "
                f"{done.frames_per_s:.1f} frames/s on {done.device}{held}; landmarks: "
                f"{done.landmarks}{note} -> {done.out}")
+
+
+pairs_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                        help="The fixed evaluation pairs, for methods outside glg.")
+app.add_typer(pairs_app, name="pairs")
+
+
+@pairs_app.command("export")
+@one_line_errors
+def export_command(
+    out: Annotated[Path, typer.Argument(help="folder to write: frames/, pairs.csv, ...")],
+    scenario: Annotated[str, typer.Option(help="self, unseen or known")],
+    prepared: Annotated[Path, typer.Option(help="prepared data holding the pairs")] = Path(
+        "data/prepared"),
+    size: Annotated[int, typer.Option(help="side of the PNG frames, px; 0: the prepared side")
+                    ] = 0,
+    pairs: Annotated[int | None, typer.Option(
+        help="pairs spread over the list, as evaluate picks them; 0: all [default: "
+             "evaluate.pairs]")] = None,
+    params: Annotated[Path, typer.Option(help="params file: evaluate section")] = Path(
+        "params.yaml"),
+) -> None:
+    """Write a scenario's pairs as PNG frames and pairs.csv, for any method to reenact."""
+    from glg.config import load_params
+    from glg.evaluate.exported import export_pairs
+
+    cap = load_params("evaluate", params).pairs if pairs is None else pairs
+    count = export_pairs(prepared, scenario, out, size, cap)
+    typer.echo(f"pairs export: {count} {scenario} pairs -> {out} (write <pair_id>.png per row "
+               "of pairs.csv, then glg score)")
+
+
+@app.command("score")
+@one_line_errors
+def score_command(
+    outputs: Annotated[Path, typer.Argument(help="folder of the method's <pair id>.png")],
+    pairs: Annotated[Path, typer.Option(help="prepared folder, or one glg pairs export wrote")],
+    scenario: Annotated[str, typer.Option(help="self, unseen or known")],
+    method: Annotated[str, typer.Option(help="the method's name, as the report shows it")],
+    out: Annotated[Path | None, typer.Option(help="result folder [default: scores/METHOD]")
+                   ] = None,
+    params: Annotated[Path, typer.Option(help="params file: evaluate and annotate sections")
+                      ] = Path("params.yaml"),
+) -> None:
+    """Score any method's outputs of the fixed pairs with the evaluate stage's metrics."""
+    from glg.config import load_params
+    from glg.evaluate.external import score
+
+    config = load_params("evaluate", params)
+    annotator = load_params("annotate", params).backend
+    row = score(outputs, pairs, scenario, method, out or Path("scores") / method, config,
+                annotator, say=lambda line: typer.echo(line, err=True))
+    typer.echo(f"score: {method} {scenario}: " + ", ".join(
+        f"{k} {'null' if row.get(k) is None else format(row[k], '.4g')}"
+        for k in ("csim", "ssim", "psnr", "prmse", "aucon", "l1", "lpips", "akd", "aed",
+                  "no_face", "missing", "pairs") if k in row))

@@ -113,8 +113,8 @@ def test_summary_is_the_scenario_by_metric_table(tmp_path):
     result = CliRunner().invoke(app, ["report", "--summary", "--metrics", str(tmp_path)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["scenario", "csim", "ssim", "psnr", "prmse", "aucon", "pairs",
-                                "no_face"]
+    assert lines[0].split() == ["scenario", "csim", "ssim", "psnr", "prmse", "aucon", "l1",
+                                "lpips", "akd", "aed", "pairs", "no_face"]
     assert lines[1].split() == ["self", "0.710", "0.520", "21.500", "4.40", "0.810", "2,083", "3"]
     assert lines[4].split() == ["celebv/unseen", "0.330", "7.75", "0.700", "10,000", "12"]
     assert lines[5].split()[:4] == ["self:", "driving", "as", "output"]
@@ -160,3 +160,26 @@ def test_transcribed_rows_match_the_paper_and_thesis_text():
             found = {v for name, vs in printed.items() for v in vs
                      if name.split(" [")[0].lower() == model.split(" [")[0].lower()}
             assert tuple(values) in found, (paper.key, model)
+
+
+def test_methods_scored_by_glg_score_stand_as_external_rows(tmp_path, exp_json):
+    method = tmp_path / "scores" / "FOMM"
+    method.mkdir(parents=True)
+    row = {"csim": 0.5, "ssim": 0.6, "psnr": 20.0, "prmse": 3.0, "aucon": 0.7, "l1": 0.0412,
+           "akd": 1.25, "aed": 0.3, "pairs": 48, "no_face": 2}
+    (method / "evaluate.json").write_text(json.dumps(
+        {"self": row, "backends": {"method": "FOMM", "embedder": "dlib", "annotator": "dlib"}}))
+    result = CliRunner().invoke(app, ["report", "--exp-json", str(exp_json), "--out",
+                                      str(tmp_path / "reports"), "--scores",
+                                      str(tmp_path / "scores")])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "reports" / "report.md").read_text()
+    assert "| FOMM | external | 0.500 | 0.600 | 20.000 | 3.00 | 0.700 | self | 48 | 2 |" in table(
+        report, "I")
+    assert not any("FOMM" in line for line in table(report, "II"))  # no unseen row scored
+    assert ("| FOMM | external | self | 0.500 | 0.600 | 20.000 | 3.00 | 0.700 | 0.0412 |  | "
+            "1.25 | 0.300 | 48 | 2 |") in report
+    assert "FOMM: not a reproduction of the paper.** another method's outputs" in report
+    missing = CliRunner().invoke(app, ["report", "--exp-json", str(exp_json), "--scores",
+                                       str(tmp_path / "nowhere")])
+    assert missing.exit_code == 1 and "nowhere" in missing.output

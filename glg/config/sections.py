@@ -285,6 +285,8 @@ class EvaluateConfig:
 
     embedder: Literal["dlib", "arcface"] = "dlib"  # CSIM's face embedder; arcface is the paper's
     arcface_weights: str = "data/arcface/backbone.pth"  # arcface_torch backbone.pth (not shipped)
+    lpips_weights: str = "data/lpips"  # LPIPS-Alex's two weight files (not shipped); LPIPS is
+    # left out, and the metrics' backends say why, when they are not there (docs/scoring.md)
     pairs: int = 0  # pairs scored per scenario, spread over prepare's fixed list; 0: all
     batch: int = 32  # pairs per model forward and metric step
     read_size: int = 224  # faces read at this side, px (the networks' 224, Sec III-A: our choice

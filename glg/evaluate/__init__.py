@@ -25,7 +25,8 @@ from glg.errors import GlgError, reading
 from glg.evaluate.face_id import make_embedder
 from glg.evaluate.face_reading import FaceReader, measured_aus
 from glg.evaluate.figures import write_distributions, write_grid
-from glg.evaluate.scoring import OUTPUTS, Scores, clip_neutrals_of, score_pairs, subset
+from glg.evaluate.scoring import (OUTPUTS, backends, clip_neutrals_of, optional_lpips,
+                                  score_pairs, subset)
 from glg.face.landmarks import AU_IDS, AU_PRESENCE, AU_SCORE, POSE_COLUMNS, X_COLUMNS, Y_COLUMNS
 from glg.metrics import write_metrics
 from glg.metrics.accuracy import annotation_accuracy
@@ -71,6 +72,7 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
     roles = _roles(prepared_dir) if learned else None
     untrained: dict[str, int] = {}
     embedder = make_embedder(config.embedder, config.arcface_weights, device)
+    lpips_net, lpips_backend = optional_lpips(config.lpips_weights, device, say, "evaluate")
     truth = _ground_truth(ground_truth, frames_dir, say)
 
     metrics: dict = {}
@@ -97,7 +99,8 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
                         "pairs' sources were never trained on; the LGAN guides them with "
                         "learned identity vectors that never trained (lgan.identity_input: "
                         "embedding)")
-            scores = _score(pairs, indices, model, reader, config, device, scenario == "self")
+            scores = score_pairs(pairs, indices, model, reader, config.read_size, config.batch,
+                                 device, scenario == "self", config.grid_rows, lpips_net, scenario)
             row = {o: scores.summary[o] for o in OUTPUTS[1:]}
             if truth is not None and len(scores.driving):
                 row["annotator_vs_truth"] = _annotator_vs_truth(scores.driving, *truth,
@@ -108,13 +111,10 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
             tables.append(scores.per_pair.assign(dataset=name, scenario=scenario))
             grids[scenario if name == "main" else f"{name}_{scenario}"] = scores.grid
 
-    backends = {"embedder": config.embedder, "annotator": annotator, "landmark_mode": mode,
-                "aus": [f"AU{au:02d}" for au in measured_aus(annotator)],
-                "aus_measured": len(measured_aus(annotator)), "read_size": config.read_size,
-                "pairs_cap": config.pairs}
+    read_by = backends(config, annotator, lpips_backend) | {"landmark_mode": mode}
     if roles is not None:
-        backends["lgan_untrained_sources"] = untrained
-    metrics["backends"] = sanity["backends"] = backends
+        read_by["lgan_untrained_sources"] = untrained
+    metrics["backends"] = sanity["backends"] = read_by
     write_metrics(metrics_path, metrics)
     write_metrics(sanity_path, sanity)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -132,19 +132,6 @@ def _roles(prepared_dir: Path) -> np.ndarray:
     return table["role"].to_numpy()
 
 
-def _score(pairs: EvaluationPairs, indices: np.ndarray, model, reader: FaceReader,
-           config: EvaluateConfig, device: torch.device, image_metrics: bool) -> Scores:
-    """Scores of the pairs, or every metric null when the scenario has none."""
-    if len(indices):
-        return score_pairs(pairs, indices, model, reader, config.read_size, config.batch, device,
-                           image_metrics, config.grid_rows)
-    empty = {"pairs": 0, "csim": None, "csim_scored": 0, "prmse": None,
-             **{f"prmse_{angle}": None for angle in POSE_COLUMNS}, "aucon": None,
-             "aucon_aus": len(measured_aus(reader.annotator)), "no_face": 0, "no_face_source": 0}
-    if image_metrics:
-        empty |= {"ssim": None, "psnr": None}
-    return Scores(dict.fromkeys(OUTPUTS, empty), pd.DataFrame(), np.zeros((0, 0, 3), np.uint8),
-                  pd.DataFrame())
 
 
 def _ground_truth(path: Path | None, frames_dir: Path | None,

@@ -1,13 +1,13 @@
 """`glg report`: the runs of `dvc exp show --json` set beside the paper's Tables I-V and thesis
 Table 4.7 (glg/report/paper_tables.py), with the sanity rows, the metric backends, the
 perceptual-loss weights and the training steps, written to `reports/report.md` and the figure it
-shows; and the compact scenario x metric summary `make demo` prints.
+shows.
 
 Reads JSON only (no torch): `metrics/evaluate.json` (scenario -> metrics, `backends`, and an
 extra all-unseen dataset as `<name> -> unseen -> metrics`), `metrics/evaluate_sanity.json`
 (scenario -> `driving_as_output` / `source_as_output` / `annotator_vs_truth`, the annotator's
 noise floor against synthetic ground truth -> metrics), `metrics/train_reenact/metrics.json`
-and `metrics/train_lgan/metrics.json`.
+and `metrics/train_lgan/metrics.json`; beside them, other methods' rows (`glg.report.extra`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,9 @@ METRICS = ("csim", "ssim", "psnr", "prmse", "aucon")
 COUNTS = ("pairs", "no_face")
 SANITY_ROWS = ("driving_as_output", "source_as_output", "annotator_vs_truth")
 REPORT, FIGURE = "report.md", "metrics.png"
-DECIMALS = {"csim": 3, "ssim": 3, "psnr": 3, "prmse": 2, "aucon": 3}  # as the paper prints them
+DECIMALS = {"csim": 3, "ssim": 3, "psnr": 3, "prmse": 2, "aucon": 3,  # as the paper prints them
+            "l1": 4, "lpips": 3, "akd": 2, "aed": 3}  # as first-order-model prints them
+LINEAGE = ("l1", "lpips", "akd", "aed")  # first-order-model's metrics (glg.metrics.lineage)
 PAPER_SIZE = 224  # Sec III-A: 224 x 224 network input
 
 
@@ -48,6 +51,7 @@ class Run:
     metrics: dict  # metrics file -> its JSON
     error: str | None = None
     notes: list[str] = field(default_factory=list)  # why this is not a reproduction
+    external: bool = False  # another method's outputs scored by `glg score`, not a glg run
 
     @property
     def evaluation(self) -> dict:
@@ -57,6 +61,8 @@ class Run:
     @property
     def variant(self) -> str:
         """The paper's name of the run's `model` params, `(F)` appended when federated."""
+        if self.external:
+            return "external method (glg score)"
         try:
             name = variant_name(parse_section("model", self.params.get("model", {})))
         except ConfigError as err:
@@ -135,6 +141,8 @@ RECIPE_CHOICES = {"model": ("output", "flow_prior", "generator_channels"), "loss
 def not_reproduction(run: Run) -> list[str]:
     """Why a run's numbers are not the paper's protocol, each a short sentence; empty: none."""
     notes = []
+    if run.external:
+        notes.append("another method's outputs, scored by glg score on our pairs")
     train = run.metrics.get(TRAIN_REENACT) or {}
     steps = train.get("steps", run.params.get("train", {}).get("steps"))
     if steps is not None and steps < TrainConfig().steps:
@@ -216,33 +224,6 @@ def _table(header: list[str], rows: list[list], metrics: tuple[str, ...] = ()) -
                     for row in rows]
 
 
-def summary(metrics_dir: Path) -> str:
-    """The scenario x metric table of `metrics_dir/evaluate.json` and the sanity rows of
-    `evaluate_sanity.json`, as plain text for a terminal (what `make demo` ends with)."""
-    path = Path(metrics_dir) / Path(EVALUATE).name
-    if not path.is_file():
-        raise GlgError(f"{path}: not found (run the evaluate stage: dvc repro)")
-    evaluation = _read_json(path)
-    rows = [[label, *(scores.get(k) for k in METRICS + COUNTS)]
-            for label, scores in scenario_scores(evaluation).items()]
-    sanity_path = Path(metrics_dir) / Path(SANITY).name
-    sanity = _read_json(sanity_path) if sanity_path.is_file() else {}
-    rows += [[f"{label}: {row.replace('_', ' ')}", *(v.get(k) for k in METRICS + COUNTS)]
-             for label, scores in scenario_scores(sanity).items()
-             for row, v in scores.items() if row in SANITY_ROWS and isinstance(v, dict)]
-    header = ["scenario", *METRICS, *COUNTS]
-    cells = [header] + [[_cell(v, k) for v, k in zip(row, header)] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                       enumerate(zip(row, widths))) for row in cells]
-    backends = evaluation.get("backends") or {}
-    if backends:
-        lines.append("backends: " + ", ".join(f"{k} {v}" for k, v in backends.items()))
-    if not sanity:
-        lines.append(f"(no sanity rows: {sanity_path} not found)")
-    return "\n".join(lines)
-
-
 def _read_json(path: Path) -> dict:
     try:
         value = json.loads(path.read_text())
@@ -272,13 +253,16 @@ def paper_table(table: PaperTable, all_runs: list[Run]) -> list[str]:
             continue
         for scenario, scores in scenario_scores(run.evaluation).items():
             if scenario.split("/")[-1] == table.scenario:
-                rows.append([label, f"ours: {run.name}", *(scores.get(m) for m in table.metrics),
+                rows.append([label, "external" if run.external else f"ours: {run.name}",
+                             *(scores.get(m) for m in table.metrics),
                              scenario, scores.get("pairs"), scores.get("no_face")])
     return lines + _table(header, rows, table.metrics) + [""]
 
 
 def _label(table: PaperTable, run: Run) -> str | None:
     """The run's model name as `table` writes it, or None when the table has no such row."""
+    if run.external:
+        return None if table.federated else run.name
     variant = run.variant
     if table.federated:
         printed = {"ResNet+LGAN+Style": "ResNet+Style+LGAN"}.get(variant, variant)
@@ -288,9 +272,11 @@ def _label(table: PaperTable, run: Run) -> str | None:
     return printed if any(name == printed for name, _ in table.rows) else None
 
 
-def write_report(shown: list, out: Path, metrics_dir: Path | None = None) -> Path:
-    """Write `out/report.md` and `out/metrics.png` from `dvc exp show --json`; returns the .md."""
-    all_runs = runs(shown)
+def write_report(shown: list, out: Path, metrics_dir: Path | None = None,
+                 external: Sequence[Run] = ()) -> Path:
+    """Write `out/report.md` and `out/metrics.png` from `dvc exp show --json` and the `external`
+    methods (`glg.report.extra.external_runs`); returns the .md."""
+    all_runs = runs(shown) + list(external)
     scored = [r for r in all_runs if r.evaluation and not r.error]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -306,6 +292,7 @@ def write_report(shown: list, out: Path, metrics_dir: Path | None = None) -> Pat
     lines += ["## The paper's tables and ours", ""]
     for table in TABLES:
         lines += paper_table(table, scored)
+    lines += _every_metric_section(scored)
     lines += _sanity_section(scored, metrics_dir)
     path = out / REPORT
     path.write_text("\n".join(lines))
@@ -343,6 +330,17 @@ def _runs_section(all_runs: list[Run], scored: list[Run]) -> list[str]:
     return lines + [""]
 
 
+def _every_metric_section(scored: list[Run]) -> list[str]:
+    """Every run's and external method's rows with the paper's metrics and first-order-model's,
+    each scenario."""
+    lines = ["## Every metric: the paper's and first-order-model's (L1, LPIPS, AKD, AED)", ""]
+    rows = [[run.name, "external" if run.external else "ours", scenario,
+             *(scores.get(m) for m in METRICS + LINEAGE + COUNTS)]
+            for run in scored for scenario, scores in scenario_scores(run.evaluation).items()]
+    return lines + _table(["model", "from", "scenario", *METRICS, *LINEAGE, *COUNTS], rows,
+                          METRICS + LINEAGE) + [""]
+
+
 def _sanity_section(scored: list[Run], metrics_dir: Path | None) -> list[str]:
     """The no-model rows of the newest run that has them (the workspace's files otherwise)."""
     sanity = next((r.metrics[SANITY] for r in scored if r.metrics.get(SANITY)), None)
@@ -352,10 +350,11 @@ def _sanity_section(scored: list[Run], metrics_dir: Path | None) -> list[str]:
     lines = ["## Sanity rows (no model, same pairs)", ""]
     if not sanity:
         return lines + [f"No {SANITY} found.", ""]
-    rows = [[scenario, row.replace("_", " "), *(v.get(m) for m in METRICS + COUNTS)]
+    rows = [[scenario, row.replace("_", " "), *(v.get(m) for m in METRICS + LINEAGE + COUNTS)]
             for scenario, scores in scenario_scores(sanity).items()
             for row, v in scores.items() if row in SANITY_ROWS and isinstance(v, dict)]
-    lines += _table(["scenario", "output", *METRICS, *COUNTS], rows, METRICS) + [""]
+    lines += _table(["scenario", "output", *METRICS, *LINEAGE, *COUNTS], rows,
+                    METRICS + LINEAGE) + [""]
     return lines
 
 
