@@ -16,6 +16,7 @@ Data flow (dvc.yaml's stages, each run by `stages/<stage>.py`):
 | train_lgan, train_reenact | `glg.train` (`lgan`, `reenactor`; networks in `glg.models`) |
 | evaluate | `glg.evaluate` (metrics in `glg.metrics`) |
 | `glg reenact` | `glg.inference` |
+| `glg pairs export`, `glg score` | `glg.evaluate` (`exported`, `external`) |
 | `glg report` | `glg.report` |
 
 What several stages share: the formats passed between them (`glg.store`), face geometry and

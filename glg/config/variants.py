@@ -3,7 +3,8 @@ and the tables that report it (paper Tables I-V, which thesis Tables 4.2-4.6 rep
 Table 4.7). The README's variant table and the report read them from here.
 
 `lst` changes only the landmarks the loader hands over (paper Eq. 3, `glg.data`), not the networks;
-`Style` has no flow estimator, so its backbone is moot and left to params.yaml.
+`Style` has no flow estimator, so its backbone is moot and left to params.yaml, and it has no flow
+for `model.flow_prior` to add to (the demo's prior is switched off for it).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ class Variant(NamedTuple):
     def model(self) -> dict[str, str | bool]:
         """The `model` params that make this variant, over params.yaml's."""
         backbone = {"backbone": self.backbone} if self.backbone else {}
+        no_prior = {} if self.flow else {"flow_prior": "none"}
         return {**backbone, "landmark_mode": self.landmark_mode, "style": self.style,
-                "flow": self.flow}
+                "flow": self.flow, **no_prior}
 
 
 ALL = ("I", "II", "III", "IV", "V")  # the baselines appear in every table of the paper
