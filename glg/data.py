@@ -107,6 +107,13 @@ class _Pairs(Dataset):
             raise GlgError("the landmark generator gave non-finite landmarks")
         return place_generated(generated, self.frames.landmarks[driving])
 
+    def transferred(self, pairs: np.ndarray) -> np.ndarray:
+        """(M, 68, 2) float32: paper Eq. 3's landmarks of source/driving row pairs (M, 2)."""
+        f = self.frames
+        s, d = f.identity[pairs[:, 0]], f.identity[pairs[:, 1]]
+        return transfer_landmarks(f.landmarks[pairs[:, 1]], f.mean[d], f.std[d], f.mean[s],
+                                  f.std[s]).astype(np.float32)
+
     def pair(self, source: int, driving: int, generated: np.ndarray | None = None) -> Pair:
         raw = self.raw_pair(source, driving, generated, jpeg=self.raw and self.jpeg)
         return raw if self.raw else decode_pair(raw)
@@ -121,9 +128,7 @@ class _Pairs(Dataset):
         source_landmarks, driving_landmarks = f.landmarks[source], f.landmarks[driving]
         reenacted = driving_landmarks
         if self.landmark_mode == "lst":
-            s, d = f.identity[source], f.identity[driving]
-            reenacted = transfer_landmarks(driving_landmarks, f.mean[d], f.std[d],
-                                           f.mean[s], f.std[s]).astype(np.float32)
+            reenacted = self.transferred(np.array([[source, driving]]))[0]
         elif self.landmark_mode == "lgan":
             reenacted = generated
         read = f.jpeg if jpeg else f.image  # (bytes,) or (S, S, 3) uint8
@@ -208,7 +213,9 @@ class EvaluationPairs(_Pairs):
     """The fixed evaluation pairs of one scenario (`self`, `unseen`, `known`; Sec IV-A).
 
     In `lgan` mode each pair's landmarks are generated from the SOURCE identity and the
-    DRIVING pose and AUs (thesis Eq. 3.4).
+    DRIVING pose and AUs (thesis Eq. 3.4). An LGAN of learned identity vectors
+    (`lgan.identity_input: embedding`) has none trained for a person of no training frame: those
+    pairs (`untrained`) are guided by paper Eq. 3 instead, as `glg reenact` guides such a person.
     """
 
     def __init__(self, prepared_dir: str | Path, scenario: str,
@@ -220,9 +227,14 @@ class EvaluationPairs(_Pairs):
         pairs = pairs[pairs["scenario"] == scenario]
         self.pairs = pairs[["source_row", "driving_row"]].to_numpy(np.int64)  # (P, 2)
         self.generated = None  # (P, 68, 2): the LGAN's landmarks of each pair
+        self.untrained = np.zeros(len(self.pairs), bool)  # (P,): guided by Eq. 3, not the LGAN
         if lgan is not None:
-            self.generated = self.generate(lgan, self.frames.identity[self.pairs[:, 0]],
-                                           self.pairs[:, 1])
+            sources = self.frames.identity[self.pairs[:, 0]]
+            self.generated = self.generate(lgan, sources, self.pairs[:, 1])
+            if knows_trained_people_only(lgan):
+                trained = np.unique(self.frames.identity[self.frames.rows("train")])
+                self.untrained = ~np.isin(sources, trained)
+                self.generated[self.untrained] = self.transferred(self.pairs[self.untrained])
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -230,6 +242,13 @@ class EvaluationPairs(_Pairs):
     def __getitem__(self, i: int) -> Pair:
         generated = None if self.generated is None else self.generated[i]
         return self.pair(int(self.pairs[i, 0]), int(self.pairs[i, 1]), generated)
+
+
+def knows_trained_people_only(lgan: LandmarkSource) -> bool:
+    """Whether the LGAN reads a learned vector per person (`lgan.identity_input: embedding`),
+    which trains only on the training split's people, rather than any face's embedding."""
+    identity = getattr(getattr(lgan, "condition", None), "identity", None)
+    return identity is not None and identity.face_embeddings is None
 
 
 def collate_pairs(batch: list[Pair]) -> Pair:

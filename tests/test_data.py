@@ -251,8 +251,8 @@ def test_the_three_landmark_modes_give_the_reenactor_different_inputs(prepared, 
         for one, two in (("driving", "lst"), ("driving", "lgan"), ("lst", "lgan")):
             for a, b in zip(reenactor_inputs(pairs[one]), reenactor_inputs(pairs[two])):
                 assert not torch.equal(a, b), (i, one, two)
-        # lgan: L_reen of the SOURCE identity under the DRIVING pose and AUs (thesis Eq. 3.4), centred
-        # on the driving's landmarks
+        # lgan: L_reen of the SOURCE identity under the DRIVING pose and AUs (thesis Eq. 3.4),
+        # centred on the driving's landmarks
         p = pairs["lgan"]
         with torch.no_grad():
             want = lgan(p.source_identity[None], p.driving_pose[None], p.driving_aus[None])[0]
@@ -260,6 +260,19 @@ def test_the_three_landmark_modes_give_the_reenactor_different_inputs(prepared, 
             place_generated(want.numpy(), p.driving_landmarks.numpy())))
         torch.testing.assert_close(p.reenacted_landmarks.mean(0), p.driving_landmarks.mean(0))
         assert p.source_identity != p.driving_identity
+
+
+def test_people_the_lgan_never_trained_on_are_guided_by_eq3(prepared, lgan):
+    """The LGAN's learned vectors train on the training split's people only: pairs of another
+    source (all of `unseen`) get paper Eq. 3's landmarks, as in `lst` mode; known people the
+    LGAN's."""
+    generated, transferred = (EvaluationPairs(prepared, "unseen", "lgan", lgan),
+                              EvaluationPairs(prepared, "unseen", "lst"))
+    assert len(generated) and generated.untrained.all()
+    for i in (0, len(generated) - 1):
+        torch.testing.assert_close(generated[i].reenacted_landmarks,
+                                   transferred[i].reenacted_landmarks)
+    assert not EvaluationPairs(prepared, "known", "lgan", lgan).untrained.any()
 
 
 def test_training_pairs_see_the_lgan_landmarks_of_the_driving_frame(prepared, lgan):

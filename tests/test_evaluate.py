@@ -115,7 +115,7 @@ def test_metrics_are_keyed_by_scenario_with_every_metric(faces):
 
 def test_sources_the_lgans_learned_vectors_never_trained_on_are_counted(faces):
     """The LGAN (learned vectors) trains on the known people only; a scored pair whose source
-    is another is counted per scenario, and the report names them."""
+    is another (guided by lst instead) is counted per scenario, and the report names them."""
     backends = read_json(faces / "metrics" / "evaluate.json")["backends"]
     pairs = pd.read_parquet(faces / "prepared" / PAIRS)
     roles = pd.read_parquet(faces / "prepared" / "identities.parquet").set_index("identity")
@@ -124,9 +124,8 @@ def test_sources_the_lgans_learned_vectors_never_trained_on_are_counted(faces):
     assert expected["unseen"] > 0 and expected["known"] == 0
     assert backends["lgan_untrained_sources"] == expected
     notes = not_reproduction(Run("x", "rev", {}, {EVALUATE: {"backends": backends}}))
-    assert any(n.startswith("LGAN landmarks from identity vectors that never trained for the "
-                            "sources of ") and f"{expected['unseen']} unseen" in n
-               for n in notes)
+    assert any(n.startswith("lst (paper Eq. 3), not the LGAN, guides the sources of ")
+               and f"{expected['unseen']} unseen" in n for n in notes)
 
 
 def test_driving_as_output_is_the_oracle_and_source_as_output_csims_ceiling(faces):

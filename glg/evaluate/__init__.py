@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from glg.config import EvaluateConfig
-from glg.data import EvaluationPairs
+from glg.data import EvaluationPairs, knows_trained_people_only
 from glg.errors import GlgError, reading
 from glg.evaluate.face_id import make_embedder
 from glg.evaluate.face_reading import FaceReader, measured_aus
@@ -33,7 +33,7 @@ from glg.metrics.accuracy import annotation_accuracy
 from glg.models import pick_device
 from glg.store.frames import read_manifest
 from glg.store.networks import load_landmark_generator, load_reenactor
-from glg.store.prepared import PAIRS, SCENARIOS, read_identities
+from glg.store.prepared import PAIRS, SCENARIOS
 
 PAIRS_TABLE = "pairs.parquet"  # under the stage's data folder, one row per pair and output
 DISTRIBUTIONS = "distributions.png"  # under the figures folder, beside grids/<scenario>.png
@@ -67,9 +67,8 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
                        "table; another dataset's people are not in it (use driving or lst)")
     lgan = load_landmark_generator(lgan_dir, prepared_dir) if mode == "lgan" else None
     # learned identity vectors train on the training split's people only: a source of another
-    # is guided by a vector that never trained (README, Known limits); counted and recorded
-    learned = lgan is not None and lgan.condition.identity.face_embeddings is None
-    roles = _roles(prepared_dir) if learned else None
+    # is guided by paper Eq. 3 instead (glg.data.EvaluationPairs); counted and recorded
+    learned = lgan is not None and knows_trained_people_only(lgan)
     untrained: dict[str, int] = {}
     embedder = make_embedder(config.embedder, config.arcface_weights, device)
     lpips_net, lpips_backend = optional_lpips(config.lpips_weights, device, say, "evaluate")
@@ -91,14 +90,13 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
                                           str(device))
             indices = subset(len(pairs), config.pairs)
             say(f"evaluate: {name} {scenario}: {len(indices)} of {len(pairs)} pairs")
-            if roles is not None and name == "main":
-                sources = pairs.frames.identity[pairs.pairs[indices, 0]]
-                untrained[scenario] = int((roles[sources] != "known").sum())
+            if learned and name == "main":
+                untrained[scenario] = int(pairs.untrained[indices].sum())
                 if untrained[scenario]:
                     say(f"evaluate: main {scenario}: {untrained[scenario]} of {len(indices)} "
-                        "pairs' sources were never trained on; the LGAN guides them with "
-                        "learned identity vectors that never trained (lgan.identity_input: "
-                        "embedding)")
+                        "pairs' sources were never trained on, so the LGAN has no identity "
+                        "vector for them (lgan.identity_input: embedding): guided by lst "
+                        "(paper Eq. 3), as glg reenact does")
             scores = score_pairs(pairs, indices, model, reader, config.read_size, config.batch,
                                  device, scenario == "self", config.grid_rows, lpips_net, scenario)
             row = {o: scores.summary[o] for o in OUTPUTS[1:]}
@@ -112,7 +110,7 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
             grids[scenario if name == "main" else f"{name}_{scenario}"] = scores.grid
 
     read_by = backends(config, annotator, lpips_backend) | {"landmark_mode": mode}
-    if roles is not None:
+    if learned:  # pairs guided by lst, not the LGAN
         read_by["lgan_untrained_sources"] = untrained
     metrics["backends"] = sanity["backends"] = read_by
     write_metrics(metrics_path, metrics)
@@ -124,12 +122,6 @@ def evaluate(prepared_dir: Path, reenact_dir: Path, lgan_dir: Path, out_dir: Pat
         write_grid(figures_dir / "grids" / f"{key}.png", grid)
     write_distributions(figures_dir / DISTRIBUTIONS, per_pair[per_pair["dataset"] == "main"])
     return metrics
-
-
-def _roles(prepared_dir: Path) -> np.ndarray:
-    """Each identity's role (`known`: of the training split; `unseen`), by its row index."""
-    table = read_identities(prepared_dir)[0].sort_values("index")
-    return table["role"].to_numpy()
 
 
 

@@ -177,9 +177,9 @@ def not_reproduction(run: Run) -> list[str]:
         notes.append(f"pose and AUs read by {backends['annotator']} (the paper: OpenFace)")
     untrained = {k: n for k, n in (backends.get("lgan_untrained_sources") or {}).items() if n}
     if untrained:
-        notes.append("LGAN landmarks from identity vectors that never trained for the sources "
-                     "of " + ", ".join(f"{n} {k}" for k, n in untrained.items()) + " pairs "
-                     "(lgan.identity_input: embedding; face_recognition embeds any face)")
+        notes.append("lst (paper Eq. 3), not the LGAN, guides the sources of " + ", ".join(
+            f"{n} {k}" for k, n in untrained.items()) + " pairs, people the LGAN never trained "
+            "on (lgan.identity_input: embedding; face_recognition embeds any face)")
     return notes
 
 
