@@ -7,10 +7,10 @@ Builds the demo data with the stages themselves (synthesize .. train_lgan, param
 settings) in a temporary folder, then for each recipe trains the reenactor with the
 train_reenact stage for its share of `--minutes` of training wall time, stopping at steps that
 double from `--first` (each run resumes the last), and scores every stop with the evaluate
-stage: the validation L1 against the source copied (train_reenact's own), and the self
-scenario's SSIM, PSNR, PRMSE, AUCON and faces found, with the known scenario's PRMSE; beside
-them the sanity rows of the same pairs (source as output, driving as output), measured in the
-same run. Recipes:
+stage: the validation L1 against the source copied and the untrained model (train_reenact's
+own), and the self scenario's SSIM, PSNR, PRMSE, AUCON and faces found, with the known
+scenario's PRMSE; beside them the sanity rows of the same pairs (source as output, driving as
+output), measured in the same run. Recipes:
 - `demo`: params.yaml as it is (the demo's choices, each labelled there beside the paper's);
 - `paper`: the same with the paper's values (or the values it implies) for every choice the
   demo makes that the paper fixes: `PAPER` below.
@@ -102,7 +102,8 @@ def curve(work: Path, name: str, base: dict, changes: dict, seconds: float,
         sanity = json.loads((run / "sanity.json").read_text())
         val = trained["val"]
         rows.append({"step": steps, "minutes": spent / 60, "val_l1": val["l1"],
-                     "copy_l1": val["l1_source_copied"], "self": scores["self"],
+                     "copy_l1": val["l1_source_copied"], "step_0_l1": val["l1_step_0"],
+                     "self": scores["self"],
                      "known_prmse": scores["known"]["prmse"]})
         print(f"bench_learning: {name} step {steps}: {spent / 60:.1f} min, validation L1 "
               f"{val['l1']:.4f} ({val['l1'] / val['l1_source_copied']:.2f}x the source copied)",
@@ -120,7 +121,9 @@ def table(name: str, rows: list[dict], sanity: dict) -> str:
     lines = [f"**{name}**", "",
              "| step | train min | val L1 | x source copied | self SSIM | self PSNR | "
              "self PRMSE | self AUCON | faces | known PRMSE |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+             f"| 0 (untrained) | 0 | {rows[0]['step_0_l1']:.4f} | "
+             f"{rows[0]['step_0_l1'] / rows[0]['copy_l1']:.2f} |" + " |" * 6]
     for r in rows:
         s = r["self"]
         lines.append(f"| {r['step']} | {r['minutes']:.1f} | {r['val_l1']:.4f} | "
