@@ -2,8 +2,9 @@
 `glg.metrics.lineage`; LPIPS: `glg.metrics.lpips`) of one scenario's pairs, for the outputs of
 the reenactor or of any method (`score_outputs`, `glg score`) and, in the same pass, for the two
 sanity rows that need no model: the driving frame as the output (the oracle: SSIM 1, PRMSE and
-AUCON at the annotator's own noise) and the source frame as the output (CSIM's ceiling; its
-PRMSE and AUCON measure how far the pairs' poses and expressions lie apart).
+AUCON at the annotator's own noise, scored exactly as an output is, so `glg score` on the driving
+frames gives it) and the source frame as the output (CSIM's ceiling; its PRMSE and AUCON measure
+how far the pairs' poses and expressions lie apart).
 
 Faces are read at `evaluate.read_size` px by a `glg.evaluate.face_reading.FaceReader`: sources and
 driving frames are keyed (by prepared row or exported path), so a frame repeated across pairs is
@@ -183,18 +184,21 @@ def score_outputs(pairs: PairFrames, indices: Sequence[int],
         at = [int(i) for i in indices[start:start + batch]]
         output, present = outputs(at)
         pair = pairs.batch(at)
+        driving = resize(pair.driving, read_size)
         read = {
             "source": reader.read(resize(pair.source, read_size), pair.source_clips,
                                   pair.source_keys),
             # the source person: read against the source's neutral
             "model": _absent(reader.read(resize(output, read_size), pair.source_clips), present),
-            "driving": reader.read(resize(pair.driving, read_size), pair.driving_clips,
-                                   pair.driving_keys),
+            "driving": reader.read(driving, pair.driving_clips, pair.driving_keys),
+            # the oracle is scored as any output is, against the source's neutral (the keyed
+            # reading is reused: only the AU rule reruns)
+            "driving_as_output": reader.read(driving, pair.source_clips, pair.driving_keys),
         }
         driving_read.append(read["driving"])
         everything = np.ones(len(at), bool)
         shown = {"model": (output, read["model"], present),
-                 "driving_as_output": (pair.driving, read["driving"], everything),
+                 "driving_as_output": (pair.driving, read["driving_as_output"], everything),
                  "source_as_output": (pair.source, read["source"], everything)}
         identity = read["driving" if image_metrics else "source"]  # AED's reference
         for name, (images, faces, there) in shown.items():
