@@ -10,10 +10,11 @@ check), py-feat reads it as it reads any frame. Landmarks are in the image's pix
 AU baselines (dlib): the geometric rules of `glg.annotate.aus` compare a face with the neutral
 of its clip. An image read here is compared with the neutral of the clip whose person it shows,
 taken from that clip's stored annotations (`clip_neutrals`): a generated output shows the source
-person, so the caller passes the source's clip; a driving frame read as an output (the oracle
-row) passes its own clip. In self-reenactment source and driving share one clip, so "driving as
-output" differs from the stored annotations only by the annotator's own noise (a fresh detection
-instead of tracking, the 224 px frame instead of the stored one). py-feat reads AUs per image and
+person, so the caller passes the source's clip, for a driving frame read as an output (the
+oracle row) too; the driving frame read as the reference passes its own clip. In
+self-reenactment source and driving share one clip, so "driving as output" differs from the
+stored annotations only by the annotator's own noise (a fresh detection instead of tracking, the
+224 px frame instead of the stored one). py-feat reads AUs per image and
 needs no neutral.
 """
 

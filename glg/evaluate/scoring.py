@@ -1,9 +1,9 @@
 """The five metrics (thesis 4.2, Eq. 4.1-4.4) and the first-order-model lineage's (L1, AKD, AED:
 `glg.metrics.lineage`; LPIPS: `glg.metrics.lpips`) of one scenario's pairs, for the outputs of
 the reenactor or of any method (`score_outputs`, `glg score`) and, in the same pass, for the two
-sanity rows that need no model: the driving frame as the output (the oracle: SSIM 1, PRMSE and
-AUCON at the annotator's own noise, scored exactly as an output is, so `glg score` on the driving
-frames gives it) and the source frame as the output (CSIM's ceiling; its PRMSE and AUCON measure
+sanity rows that need no model: the driving frame as the output (the oracle, scored exactly as
+an output is, so `glg score` on the driving frames gives it: SSIM 1, PRMSE at the annotator's
+own noise, and AUCON too in self-reenactment) and the source frame as the output (CSIM's ceiling; its PRMSE and AUCON measure
 how far the pairs' poses and expressions lie apart).
 
 Faces are read at `evaluate.read_size` px by a `glg.evaluate.face_reading.FaceReader`: sources and
