@@ -4,6 +4,7 @@ import ast
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400  # a module longer than this holds several ideas
@@ -78,3 +79,17 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_module_holds_several_ideas(path):
     assert len(path.read_text().splitlines()) <= MAX_LINES
+
+
+def test_the_folders_show_the_pipeline():
+    """glg/'s root holds a few shared modules; each data stage's code is the subpackage named as
+    the stage; the package docstring maps every dvc.yaml stage to its code."""
+    package = ROOT / "glg"
+    assert len(list(package.glob("*.py"))) <= 8
+    for stage in ("synthesize", "extract", "annotate", "prepare", "evaluate"):
+        assert (package / stage / "__init__.py").is_file(), stage
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+    rows = [line for line in doc.splitlines() if line.startswith("|") and "`glg." in line]
+    for name in stages:  # extract_eval etc. run extract's code on a second dataset
+        assert any(name.split("_eval")[0] in row for row in rows), name
