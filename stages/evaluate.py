@@ -1,4 +1,5 @@
-"""Stage `evaluate`: the paper's five metrics per scenario, with the sanity rows."""
+"""Stage `evaluate`: the paper's five metrics and first-order-model's per scenario, with the
+sanity rows."""
 
 from __future__ import annotations
 
