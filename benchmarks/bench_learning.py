@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The paper's recipe where the demo's differs: the generator draws the whole image (Sec III-C),
 # the flow is the estimator's alone (Sec III-A), no warp term (Sec III-D has five), the
-# generator's full width (glg/config/sections.py); data, steps and batch stay the demo's, so only the
-# recipe differs.
+# generator's full width (glg/config/sections.py); data, steps and batch stay the demo's, so only
+# the recipe differs.
 PAPER = {"model": {"output": "generated", "flow_prior": "none", "generator_channels": 64},
          "loss": {"warp": 0.0}}
 METRICS = ("ssim", "psnr", "prmse", "aucon")

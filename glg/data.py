@@ -9,9 +9,10 @@ the source person.
 Worker processes hand batches over in uint8 (`raw` datasets) and `iterate_pairs` turns them into
 the float `Pair` in the main process or on the GPU: float32 would move 4x the bytes between
 processes (`benchmarks/bench_loader.py` measures the rate). The JPEGs are decoded either in the
-workers (libjpeg-turbo through OpenCV) or, with `decode="device"`, in the main process by `torchvision.io.decode_jpeg` on the training device
-(nvjpeg on a GPU): the workers then hand over the JPEG bytes and `decode_pair` cuts the source
-parts with the torch crop (`glg.face.part_crops`), which shares the crop rule.
+workers (libjpeg-turbo through OpenCV) or, with `decode="device"`, in the main process by
+`torchvision.io.decode_jpeg` on the training device (nvjpeg on a GPU): the workers then hand
+over the JPEG bytes and `decode_pair` cuts the source parts with the torch crop
+(`glg.face.part_crops`), which shares the crop rule.
 
 The landmarks that guide a pair (`Pair.reenacted_landmarks`, `model.landmark_mode`): the
 driving's own (`driving`); paper Eq. 3's transfer to the source person (`lst`, Sec III-B-1), which

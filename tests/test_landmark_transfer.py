@@ -3,7 +3,8 @@ centre."""
 
 import numpy as np
 
-from glg.face.landmark_transfer import centre_on, place_generated, style_transfer, transfer_landmarks
+from glg.face.landmark_transfer import (centre_on, place_generated, style_transfer,
+                                        transfer_landmarks)
 from glg.face.mean_face import MEAN_FACE_3D
 
 

@@ -3,8 +3,8 @@
 the reenactor or of any method (`score_outputs`, `glg score`) and, in the same pass, for the two
 sanity rows that need no model: the driving frame as the output (the oracle, scored exactly as
 an output is, so `glg score` on the driving frames gives it: SSIM 1, PRMSE at the annotator's
-own noise, and AUCON too in self-reenactment) and the source frame as the output (CSIM's ceiling; its PRMSE and AUCON measure
-how far the pairs' poses and expressions lie apart).
+own noise, and AUCON too in self-reenactment) and the source frame as the output (CSIM's
+ceiling; its PRMSE and AUCON measure how far the pairs' poses and expressions lie apart).
 
 Faces are read at `evaluate.read_size` px by a `glg.evaluate.face_reading.FaceReader`: sources and
 driving frames are keyed (by prepared row or exported path), so a frame repeated across pairs is

@@ -34,7 +34,8 @@ def transfer_landmarks(driving: np.ndarray, driving_mean: np.ndarray, driving_st
 
 
 def place_generated(generated: np.ndarray, driving: np.ndarray) -> np.ndarray:
-    """The LGAN's landmarks (..., 68, 2) centred on the driving's, as paper Eq. 3's are (Sec III-B-1).
+    """The LGAN's landmarks (..., 68, 2) centred on the driving's, as paper Eq. 3's are
+    (Sec III-B-1).
 
     The LGAN sees the driving's pose and AUs but not where the face sits in the crop, so its
     landmarks keep the person's mean place, and the guide would miss the face it guides by the

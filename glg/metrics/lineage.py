@@ -1,6 +1,7 @@
 """The first-order-model lineage's metrics (Siarohin et al. 2019, "First Order Motion Model for
 Image Animation", Sec 4.1 "Metrics"), beside the paper's five, on the same images and on what
-the same `glg.evaluate.face_reading.FaceReader` read; docs/scoring.md states them with their sources.
+the same `glg.evaluate.face_reading.FaceReader` read; docs/scoring.md states them with their
+sources.
 
 - `l1`: mean absolute difference of output and driving on [0, 1] images, every pixel and
   channel: the lineage's reconstruction L1, meaningful in self-reenactment only.

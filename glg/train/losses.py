@@ -3,9 +3,10 @@
 L = l1 L1(image) + parts L1(parts) + adversarial L_adv + feature_matching L_FM + perceptual L_P
 (Sec III-D), plus the ViT's auxiliary landmark regression (Sec III-A): each weight is the `loss`
 param of the term's name (the paper's values: `LossConfig`'s defaults) and `weighted_sum`
-applies them. The perceptual loss runs a VGG19 built outside (`build_vgg19`): ImageNet weights through
-torchvision when they can be had, otherwise frozen random VGG19 features seeded from params, with
-one prominent warning, and the choice recorded in `VggFeatures.weights_used` for every result.
+applies them. The perceptual loss runs a VGG19 built outside (`build_vgg19`): ImageNet weights
+through torchvision when they can be had, otherwise frozen random VGG19 features seeded from
+params, with one prominent warning, and the choice recorded in `VggFeatures.weights_used` for
+every result.
 """
 
 from __future__ import annotations
