@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from glg.annotate import make_backend
 from glg.config import LANDMARK_MODES, AnnotateConfig, ExtractConfig, load_params
-from glg.data import collate_pairs, decode_pair, guided_pair
+from glg.data import collate_pairs, decode_pair, guided_pair, knows_trained_people_only
 from glg.errors import GlgError
 from glg.face.crop import CropCounts, crop_clip
 from glg.face.landmark_transfer import place_generated, transfer_landmarks
@@ -312,7 +312,7 @@ def guiding_landmarks(mode: str, face: Face, moving: Driving, identities, lgan_p
         if generator.size != len(face.image):
             raise GlgError(f"{lgan_path}: landmarks of {generator.size} px, but the reenactor "
                            f"takes {len(face.image)} px crops; re-run train_lgan")
-        learned = generator.condition.identity.face_embeddings is None
+        learned = knows_trained_people_only(generator)
         if learned and identity is not None and identities.trained and (
                 identity not in identities.trained):
             note = (f"the landmark generator's vector for {identity} never trained ({identity} "
